@@ -1,0 +1,1 @@
+"""The cluster under the drill: binaries, backends, node pools and fake GPUs."""

@@ -1,0 +1,120 @@
+"""The one interface every cluster backend implements.
+
+The rest of the product talks to a cluster only through a :class:`Backend`
+(lifecycle, kubeconfig) and the Kubernetes API itself, so a drill written once
+runs on the embedded cluster, on kind, or on any real cluster.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    ready: bool
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a user needs to reach the cluster."""
+
+    name: str
+    backend: str
+    kubeconfig: Path
+    api_server: str
+    kubectl: Path | None = None
+
+    def summary(self) -> str:
+        kubectl = str(self.kubectl) if self.kubectl else "kubectl"
+        return (
+            f"cluster {self.name} ({self.backend}) is up at {self.api_server}\n"
+            f"  export KUBECONFIG={self.kubeconfig}\n"
+            f"  {kubectl} get nodes"
+        )
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    info: ClusterInfo | None
+    components: list[ComponentHealth]
+    nodes: list[NodeState]
+    problem: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.info is not None and not self.problem and all(c.ok for c in self.components) \
+            and bool(self.nodes) and all(n.ready for n in self.nodes)
+
+    def render(self) -> str:
+        if self.info is None:
+            return f"no cluster: {self.problem or 'not created'}"
+        lines = [
+            f"cluster:    {self.info.name} ({self.info.backend})",
+            f"api server: {self.info.api_server}",
+            f"kubeconfig: {self.info.kubeconfig}",
+        ]
+        if self.problem:
+            lines.append(f"problem:    {self.problem}")
+        lines.append("components:")
+        lines += [f"  {c.name:<26} {'ok' if c.ok else 'DOWN'} {c.detail}".rstrip() for c in self.components]
+        lines.append("nodes:")
+        lines += [f"  {n.name:<26} {'Ready' if n.ready else 'NotReady'} pool={n.labels.get('pool', '-')}"
+                  for n in self.nodes]
+        return "\n".join(lines)
+
+
+class Backend(abc.ABC):
+    """Lifecycle of one cluster. ``up`` is idempotent; ``down`` leaves nothing running."""
+
+    kind: str = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    def up(self, progress: bool = True) -> ClusterInfo:
+        """Start (or reuse) the cluster, with the drill's node pools, and return how to reach it."""
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Stop the cluster and remove what ``up`` created."""
+
+    @abc.abstractmethod
+    def status(self) -> ClusterStatus:
+        """Health of the API server, the control-plane components and the nodes."""
+
+    @abc.abstractmethod
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (never the candidate's)."""
+
+    @property
+    def runs_processes(self) -> bool:
+        """True where pods are local processes started by our process kubelet (embedded)."""
+        return False
+
+    def prepare_images(self, images: list[str]) -> None:
+        """Make ``images`` pullable by the nodes before the platform uses them.
+
+        Embedded: nothing to do (pods are local processes; the image is only a name).
+        kind: built from the repo and loaded into the nodes. A real cluster pulls
+        from its registry: pushing there is the operator's job.
+        """
+
+    def publish_gpu_inventory(self, data: dict[str, str]) -> None:
+        """Carry the inventory ConfigMap's ``data`` (node -> GpuNode JSON) to where the nodes read it.
+
+        Embedded: nothing to do, the node agent watches the ConfigMap. kind: each GPU node's file,
+        which the gRPC plugin and the nvidia-smi in its containers read. A real cluster's nodes are
+        out of our reach, so there GPU faults change only what the API shows.
+        """

@@ -1,0 +1,1 @@
+"""Fake NVIDIA GPU layer: one inventory model, several faces."""

@@ -1,0 +1,1 @@
+"""KWOK configuration for the embedded backend: stages, CRDs and kwokctl options."""

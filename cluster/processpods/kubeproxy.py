@@ -1,0 +1,121 @@
+"""A kube-proxy stand-in: one local TCP listener per Service port.
+
+Traffic goes only to endpoints the real endpoint controller marks ready (from
+EndpointSlices), so an unready or Pending pod really receives nothing. The
+table of listeners is written to a JSON file that platform processes read
+through ``mlops_drill.mlplatform.discovery``.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("mlops_drill.kubeproxy")
+
+# (pod IP, target port) -> local port of the process serving it, or None.
+Resolver = Callable[[str, int], "int | None"]
+
+
+class ServiceProxy:
+    def __init__(self, table_file: Path, resolve: Resolver) -> None:
+        self.table_file = table_file
+        self.resolve = resolve
+        self.ports: dict[tuple[str, str, int], tuple[asyncio.base_events.Server, int]] = {}
+        self.target_ports: dict[tuple[str, str, int], int | str] = {}
+        self.endpoints: dict[tuple[str, str], dict[str, list[tuple[str, dict[str, int], bool]]]] = {}
+        self._rr = itertools.count()
+
+    # -- desired state from the API ------------------------------------------------------
+    async def service_changed(self, svc: dict, deleted: bool = False) -> None:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        ports = [] if deleted or svc["spec"].get("type") == "ExternalName" else svc["spec"].get("ports") or []
+        wanted = {(ns, name, int(p["port"])): p.get("targetPort", p["port"]) for p in ports
+                  if p.get("protocol", "TCP") == "TCP"}
+        for key in [k for k in self.ports if k[:2] == (ns, name) and k not in wanted]:
+            server, _ = self.ports.pop(key)
+            server.close()
+            self.target_ports.pop(key, None)
+        for key, target in wanted.items():
+            self.target_ports[key] = target
+            if key not in self.ports:
+                server = await asyncio.start_server(
+                    lambda r, w, key=key: self._handle(key, r, w), host="127.0.0.1", port=0)
+                self.ports[key] = (server, server.sockets[0].getsockname()[1])
+        self._write_table()
+
+    def endpoints_changed(self, eps: dict, deleted: bool = False) -> None:
+        meta = eps["metadata"]
+        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not service:
+            return
+        per_service = self.endpoints.setdefault((meta["namespace"], service), {})
+        if deleted:
+            per_service.pop(meta["name"], None)
+            return
+        port_map = {p.get("name") or "": int(p["port"]) for p in eps.get("ports") or [] if p.get("port")}
+        per_service[meta["name"]] = [
+            (addr, port_map, bool((ep.get("conditions") or {}).get("ready")))
+            for ep in eps.get("endpoints") or [] for addr in ep.get("addresses") or []
+        ]
+
+    # -- data path -----------------------------------------------------------------------
+    def _pick(self, key: tuple[str, str, int]) -> int | None:
+        target = self.target_ports.get(key)
+        candidates = []
+        for slice_eps in self.endpoints.get(key[:2], {}).values():
+            for addr, port_map, ready in slice_eps:
+                if not ready:
+                    continue
+                port = target if isinstance(target, int) else port_map.get(str(target) if target else "")
+                if port is None and port_map:
+                    port = next(iter(port_map.values()))
+                local = self.resolve(addr, int(port)) if port is not None else None
+                if local:
+                    candidates.append(local)
+        if not candidates:
+            return None
+        return candidates[next(self._rr) % len(candidates)]
+
+    async def _handle(self, key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        local = self._pick(key)
+        if local is None:  # no ready endpoint: a real Service answers with a refused/reset connection
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", local)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                try:
+                    dst.close()
+                except Exception:
+                    pass
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def _write_table(self) -> None:
+        table: dict[str, str] = {}
+        for (ns, name, port), (_, local) in sorted(self.ports.items()):
+            table[f"{ns}/{name}:{port}"] = f"127.0.0.1:{local}"
+            table.setdefault(f"{ns}/{name}", f"127.0.0.1:{local}")
+        tmp = self.table_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, self.table_file)
+
+    def close(self) -> None:
+        for server, _ in self.ports.values():
+            server.close()

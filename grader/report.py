@@ -1,0 +1,126 @@
+"""The graded transcript: what the grader returns and every renderer reads.
+
+Why a pydantic model and not a dict: the JSON output is a contract for
+dashboards and instructors' scripts (``score`` top level, per-dimension scores),
+and the renderers must not disagree about field meaning. Times are seconds from
+the session start; ``seq`` points back at the transcript line.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CommandStatus = Literal["step", "repeat", "redundant", "failed", "unmatched", "other", "diagnosis",
+                        "hypothesis", "hint", "verification"]
+
+
+class DimensionScore(BaseModel):
+    name: str
+    score: float = Field(description="0-100")
+    weight: float = Field(description="share of the weighted total; 0 when not applicable")
+    contribution: float = Field(description="points this dimension adds to the total")
+    detail: str
+
+
+class Deduction(BaseModel):
+    """Points taken straight off the total (anti-patterns, hints), with the command that cost them."""
+
+    kind: Literal["anti-pattern", "hint"]
+    id: str
+    points: float
+    seq: int
+    why: str
+
+
+class AnnotatedCommand(BaseModel):
+    index: int = Field(description="position among graded actions, from 1")
+    seq: int
+    t: float = Field(description="seconds since the session start")
+    line: str
+    tool: str | None
+    exit_code: int | None
+    status: CommandStatus
+    step: str | None = None
+    step_title: str | None = None
+    phase: str | None = None
+    reason: str | None = Field(None, description="the playbook's reason for the matched step")
+    mutation: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class StepResult(BaseModel):
+    id: str
+    title: str
+    phase: str
+    required: bool
+    done: bool
+    first_index: int | None = None
+    in_order: bool | None = None
+    times: int = 0
+    reason: str
+    reference: str | None = Field(None, description="the reference solution's command for it")
+
+
+class NextStep(BaseModel):
+    step: str
+    title: str
+    reason: str
+    command: str | None
+
+
+class HypothesisResult(BaseModel):
+    seq: int
+    t: float
+    text: str
+    correct: bool
+    fixes_before: int = Field(description="mutations attempted before this hypothesis")
+
+
+class HintUse(BaseModel):
+    seq: int
+    t: float
+    index: int
+    text: str
+    reveals_step: str | None
+    cost: float
+
+
+class Times(BaseModel):
+    """AIOpsLab-style milestones, seconds from the start (None: never reached)."""
+
+    to_first_evidence: float | None = None
+    to_localisation: float | None = None
+    to_root_cause: float | None = None
+    to_mitigation: float | None = None
+    to_first_correct_hypothesis: float | None = None
+    fixes_before_correct_hypothesis: int = 0
+    elapsed: float = 0.0
+
+
+class DiagnosisResult(BaseModel):
+    text: str | None
+    accepted: bool
+    seq: int | None = None
+
+
+class GradedTranscript(BaseModel):
+    scenario: str
+    title: str
+    score: float = Field(description="0-100, weighted dimensions minus deductions")
+    dimensions: list[DimensionScore]
+    deductions: list[Deduction]
+    commands: list[AnnotatedCommand]
+    steps: list[StepResult]
+    missed: list[NextStep] = Field(description="required steps never done")
+    strong_next: list[str] = Field(description="what a strong answer would have done next")
+    diagnosis: DiagnosisResult
+    hypotheses: list[HypothesisResult]
+    hints: list[HintUse]
+    times: Times
+    verification: dict[str, bool] | None = None
+    tamper: str | None = Field(None, description="first broken link of the hash chain, if any")
+    timing_synthetic: bool = False
+
+    def dimension(self, name: str) -> DimensionScore:
+        return next(d for d in self.dimensions if d.name == name)

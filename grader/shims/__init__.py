@@ -1,0 +1,1 @@
+"""Recording shims: the stdlib-only body every recorded tool runs through."""

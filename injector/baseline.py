@@ -1,0 +1,147 @@
+"""The healthy baseline: deploy it, wait for it, and put single objects back.
+
+Restoring an object is a forced server-side apply of its baseline manifest, so
+it undoes a fault whatever else happened to the object since, and doing it
+twice changes nothing: every fault's revert builds on this.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_drill.cluster import access
+from mlops_drill.errors import DrillError
+from mlops_drill.injector.context import DrillContext
+
+GPU_DAEMONSET = Path(__file__).resolve().parents[1] / "cluster" / "gpu"
+
+
+def _plugin_daemonset(ctx: DrillContext) -> dict[str, Any]:
+    from importlib.resources import files
+
+    name = "kwok-daemonset.yaml" if ctx.backend.runs_processes else "deviceplugin/daemonset.yaml"
+    return yaml.safe_load(files("mlops_drill.cluster.gpu").joinpath(name).read_text())
+
+
+def documents(ctx: DrillContext) -> list[dict[str, Any]]:
+    from mlops_drill.mlplatform.manifests import baseline_documents
+
+    return baseline_documents() + [_plugin_daemonset(ctx)]
+
+
+def find(ctx: DrillContext, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    for doc in documents(ctx):
+        meta = doc["metadata"]
+        if doc["kind"] == kind and meta["name"] == name and (namespace is None or meta.get("namespace") == namespace):
+            return doc
+    raise DrillError(f"baseline has no {kind} {namespace}/{name}")
+
+
+# What a restore replaces wholesale, per kind.
+REPLACED = {"Deployment": "spec", "DaemonSet": "spec", "StatefulSet": "spec", "CronJob": "spec",
+            "ConfigMap": "data", "Secret": "data"}
+
+
+def reset_exact(ctx: DrillContext, doc: dict[str, Any]) -> None:
+    """Replace a workload's spec (a ConfigMap's data) wholesale with the baseline's.
+
+    A forced server-side apply only re-asserts the fields we own: an env var, a
+    ``suspend: true`` or a ConfigMap key another manager added (a fault's edit,
+    the candidate's) would stay. A JSON-patch replace drops them; an unchanged pod
+    template makes no new revision.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    field = REPLACED.get(doc["kind"])
+    if field is None or field not in doc:
+        return
+    meta = doc["metadata"]
+    patchers = {"Deployment": ctx.apps.patch_namespaced_deployment, "DaemonSet": ctx.apps.patch_namespaced_daemon_set,
+                "StatefulSet": ctx.apps.patch_namespaced_stateful_set,
+                "CronJob": ctx.batch.patch_namespaced_cron_job, "ConfigMap": ctx.core.patch_namespaced_config_map,
+                "Secret": ctx.core.patch_namespaced_secret}
+    try:
+        patchers[doc["kind"]](meta["name"], meta["namespace"], [{"op": "replace", "path": f"/{field}",
+                                                                "value": doc[field]}],
+                              field_manager="mlops-drill", _content_type="application/json-patch+json")
+    except ApiException as exc:
+        if exc.status != 404:  # missing: the apply that follows creates it
+            raise
+
+
+def restore(ctx: DrillContext, kind: str, name: str, namespace: str | None = None) -> None:
+    """Put one object back exactly as the baseline has it."""
+    doc = find(ctx, kind, name, namespace)
+    if kind == "Job":
+        # A Job's pod template is immutable: replace the Job instead.
+        ctx.delete("job", name, namespace, wait=True)
+    reset_exact(ctx, doc)
+    ctx.apply([doc])
+
+
+def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:
+    """Apply the whole baseline and the candidate's access; returns seconds until healthy."""
+    from mlops_drill.mlplatform.releases import all_images
+
+    started = time.monotonic()
+    ctx.backend.prepare_images(all_images())
+    docs = documents(ctx)
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    ctx.apply(namespaces)
+    ctx.apply([d for d in docs if d["kind"] != "Namespace"])
+    access.ensure_candidate(ctx.api, ctx.kubeconfig, candidate_kubeconfig_path(ctx))
+    if wait:
+        wait_healthy(ctx, timeout)
+    return time.monotonic() - started
+
+
+def candidate_kubeconfig_path(ctx: DrillContext) -> Path:
+    state = getattr(ctx.backend, "state", None)
+    return Path(state) / "candidate.kubeconfig"
+
+
+def unhealthy(ctx: DrillContext) -> list[str]:
+    """What is not yet as the baseline wants it (empty when healthy).
+
+    Two list calls per poll (all Deployments, all DaemonSets), since reset and
+    start poll this many times a second.
+    """
+    wanted = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+              for d in documents(ctx) if d["kind"] in ("Deployment", "DaemonSet")}
+    seen: dict[tuple[str, str | None, str], object] = {}
+    for kind, lister in (("Deployment", ctx.apps.list_deployment_for_all_namespaces),
+                         ("DaemonSet", ctx.apps.list_daemon_set_for_all_namespaces)):
+        for obj in lister(_request_timeout=10).items:
+            seen[(kind, obj.metadata.namespace, obj.metadata.name)] = obj
+    problems = []
+    for key in sorted(wanted, key=str):
+        kind, namespace, name = key
+        obj = seen.get(key)
+        if obj is None:
+            problems.append(f"{kind} {namespace}/{name} missing")
+            continue
+        status = obj.status
+        if kind == "Deployment":
+            want = obj.spec.replicas if obj.spec.replicas is not None else 1
+            ok = (status.available_replicas or 0) >= want and (status.updated_replicas or 0) >= want \
+                and (status.replicas or 0) == want and (status.observed_generation or 0) >= obj.metadata.generation
+        else:
+            want = status.desired_number_scheduled or 0
+            ok = want > 0 and (status.number_ready or 0) >= want and (status.updated_number_scheduled or 0) >= want
+        if not ok:
+            problems.append(f"{kind} {namespace}/{name} not ready")
+    return problems
+
+
+def wait_healthy(ctx: DrillContext, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    problems: list[str] = []
+    while time.monotonic() < deadline:
+        problems = unhealthy(ctx)
+        if not problems:
+            return
+        time.sleep(0.1)
+    raise DrillError(f"platform not healthy after {timeout:.0f}s: {'; '.join(problems)}")

@@ -1,0 +1,160 @@
+"""What a fault, a check or the engine may use: the admin's view of one cluster.
+
+Everything goes through the Kubernetes API (official client, or the pinned
+kubectl for server-side apply), so the same faults run on every backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from mlops_drill.cluster.backends.base import Backend
+from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE
+from mlops_drill.cluster.gpu.model import GpuNode
+from mlops_drill.errors import DrillError
+
+FIELD_MANAGER = "mlops-drill"
+# Faults edit objects the way a hurried human would, so managedFields shows an ordinary kubectl edit.
+HUMAN_MANAGER = "kubectl-edit"
+
+
+@dataclass
+class DrillContext:
+    backend: Backend
+    kubectl_path: Path
+    _api: Any = field(default=None, repr=False)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.backend.kubeconfig()
+
+    @property
+    def api(self):
+        if self._api is None:
+            from mlops_drill.cluster.kube import api_client
+
+            self._api = api_client(self.kubeconfig)
+        return self._api
+
+    @property
+    def core(self):
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self):
+        from kubernetes import client
+
+        return client.AppsV1Api(self.api)
+
+    @property
+    def batch(self):
+        from kubernetes import client
+
+        return client.BatchV1Api(self.api)
+
+    # -- kubectl -------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        result = subprocess.run([str(self.kubectl_path), *args], input=input, capture_output=True, text=True,
+                                env=env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise DrillError(f"kubectl {' '.join(args[:4])}: {result.stderr.strip().splitlines()[-1:] or ['failed']}")
+        return result
+
+    def apply(self, docs: list[dict], manager: str = FIELD_MANAGER) -> None:
+        """Server-side apply, forcing our ownership: restores the baseline whatever edited it."""
+        if docs:
+            self.kubectl("apply", "--server-side", "--force-conflicts", f"--field-manager={manager}", "-f", "-",
+                         input=yaml.safe_dump_all(docs, sort_keys=False), timeout=120)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+        result = self.kubectl(*args, check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise DrillError(f"kubectl get {kind}/{name}: {result.stderr.strip()}")
+        return json.loads(result.stdout)
+
+    def patch(self, kind: str, name: str, namespace: str, patch: list | dict, patch_type: str = "json") -> None:
+        self.kubectl("patch", kind, name, "-n", namespace, f"--type={patch_type}", "-p", json.dumps(patch),
+                     f"--field-manager={HUMAN_MANAGER}")
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, wait: bool = False) -> None:
+        args = ["delete", kind, name, "--ignore-not-found", f"--wait={'true' if wait else 'false'}"]
+        self.kubectl(*args + (["-n", namespace] if namespace else []))
+
+    # -- GPU inventory -------------------------------------------------------------------
+    def gpu_node(self, node: str) -> GpuNode:
+        data = self.core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE).data or {}
+        if node not in data:
+            raise DrillError(f"GPU inventory has no node {node}")
+        return GpuNode.model_validate_json(data[node])
+
+    def put_gpu_node(self, model: GpuNode) -> None:
+        inventory = self.core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE,
+                                                          {"data": {model.node_name: model.model_dump_json()}})
+        self.backend.publish_gpu_inventory(dict(inventory.data or {}))
+
+    def edit_gpu_node(self, node: str, change: Callable[[GpuNode], None]) -> GpuNode:
+        model = self.gpu_node(node)
+        change(model)
+        self.put_gpu_node(model)
+        return model
+
+    # -- reaching services ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def service(self, namespace: str, name: str, port: int = 80) -> Iterator[str]:
+        """Base URL of a Service: the embedded proxy directly, else a kubectl port-forward."""
+        table_file = getattr(self.backend, "state", None)
+        table_file = Path(table_file) / "services.json" if table_file else None
+        if table_file and table_file.is_file() and self.backend.runs_processes:
+            table = json.loads(table_file.read_text())
+            address = table.get(f"{namespace}/{name}:{port}")
+            if not address:
+                raise DrillError(f"service {namespace}/{name}:{port} has no local proxy (does it exist?)")
+            yield f"http://{address}"
+            return
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            local = sock.getsockname()[1]
+        proc = subprocess.Popen([str(self.kubectl_path), "port-forward", "-n", namespace, f"svc/{name}",
+                                 f"{local}:{port}"], env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), timeout=0.2):
+                    break
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{local}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=5)
+
+
+def context_for(backend: Backend) -> DrillContext:
+    """A context with the pinned kubectl (embedded) or the one on PATH (other backends)."""
+    import shutil
+
+    if backend.runs_processes:
+        from mlops_drill.cluster.toolchain import ensure_toolchain
+
+        return DrillContext(backend, ensure_toolchain(progress=False)["kubectl"])
+    found = shutil.which("kubectl")
+    if not found:
+        raise DrillError("kubectl: command not found on PATH")
+    return DrillContext(backend, Path(found))

@@ -1,0 +1,231 @@
+"""The scenario engine: start a drill, tell its status, verify, reset, stop.
+
+Session state is a small JSON file in the cluster's state folder, so `status`
+works after the engine (or the user's terminal) died. The candidate never sees
+it through their kubeconfig. Faults come from the scenario file; their state
+lives in the cluster objects they changed, so `reset` reverts whatever the
+session file says was injected and then re-applies the whole baseline.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from mlops_drill.errors import DrillError
+from mlops_drill.injector import baseline
+from mlops_drill.injector.checks import CheckResult, run_checks
+from mlops_drill.injector.context import DrillContext
+from mlops_drill.injector.fault import make
+
+SYMPTOM_TIMEOUT_S = 60.0
+
+
+class FaultRecord(BaseModel):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class Session(BaseModel):
+    scenario: str
+    started_at: float
+    faults: list[FaultRecord]
+    transcript: str
+    candidate_kubeconfig: str
+
+
+@dataclass
+class StartReport:
+    session: Session
+    briefing: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _state_dir(ctx: DrillContext) -> Path:
+    state = getattr(ctx.backend, "state", None)
+    if state is None:
+        raise DrillError("this backend keeps no local state folder")
+    return Path(state)
+
+
+def session_path(ctx: DrillContext) -> Path:
+    return _state_dir(ctx) / "session.json"
+
+
+def load_session(ctx: DrillContext) -> Session | None:
+    path = session_path(ctx)
+    if not path.is_file():
+        return None
+    try:
+        return Session.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise DrillError(f"{path}: unreadable session file ({str(exc).splitlines()[0]}); "
+                         "run `mlops-drill reset` to start clean") from None
+
+
+def _save(ctx: DrillContext, session: Session) -> None:
+    path = session_path(ctx)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(session.model_dump_json(indent=1))
+    os.replace(tmp, path)
+
+
+def scenario(scenario_id: str):
+    from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+
+    path = catalogue_dir() / f"{scenario_id}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in catalogue_dir().glob("*.yaml")))
+        raise DrillError(f"unknown scenario {scenario_id!r} (known: {known})")
+    return load_scenario(path)
+
+
+def ensure_platform(ctx: DrillContext) -> float:
+    """Deploy the baseline unless it is already healthy; seconds spent."""
+    started = time.monotonic()
+    if baseline.unhealthy(ctx) or not baseline.candidate_kubeconfig_path(ctx).is_file():
+        baseline.deploy(ctx)
+    return time.monotonic() - started
+
+
+def start(ctx: DrillContext, scenario_id: str) -> StartReport:
+    sc = scenario(scenario_id)
+    seconds: dict[str, float] = {}
+    if load_session(ctx) is not None:
+        seconds["reset_previous"] = reset(ctx)
+    seconds["baseline"] = ensure_platform(ctx)
+    faults = [make(f.name, f.params) for f in sc.faults]
+    t0 = time.monotonic()
+    for fault in faults:
+        fault.apply(ctx)
+    seconds["inject"] = time.monotonic() - t0
+    deadline = time.monotonic() + SYMPTOM_TIMEOUT_S
+    pending = list(faults)
+    while pending:
+        pending = [f for f in pending if not f.verify_applied(ctx)]
+        if pending and time.monotonic() > deadline:
+            raise DrillError(f"scenario {scenario_id}: symptom of {pending[0].name} not observable after "
+                             f"{SYMPTOM_TIMEOUT_S:.0f}s")
+        if pending:
+            time.sleep(0.2)
+    seconds["symptom"] = time.monotonic() - t0
+    state = _state_dir(ctx)
+    run_dir = state / "sessions" / f"{scenario_id}-{int(time.time())}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    session = Session(scenario=scenario_id, started_at=time.time(),
+                      faults=[FaultRecord(name=f.name, params=f.params.model_dump()) for f in faults],
+                      transcript=str(run_dir / "transcript.jsonl"),
+                      candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)))
+    _save(ctx, session)
+    from mlops_drill.grader.transcript import append
+
+    append(session.transcript, "session", line="", data={"action": "start", "scenario": scenario_id,
+                                                          "started_at": session.started_at})
+    return StartReport(session, sc.briefing, seconds)
+
+
+def verify(ctx: DrillContext, record: bool = True, wait: bool = True) -> list[CheckResult]:
+    """Run the fix checks; ``wait=False`` tries each once (no polling for a rollout to finish)."""
+    session = load_session(ctx)
+    if session is None:
+        raise DrillError("no scenario is running: `mlops-drill start <id>` first")
+    results = run_checks(ctx, scenario(session.scenario).fix.checks, timeout_scale=1.0 if wait else 0.0)
+    if record:
+        from mlops_drill.grader.transcript import append
+
+        append(session.transcript, "verification", data={"results": {r.id: r.passed for r in results},
+                                                         "details": {r.id: r.detail for r in results}})
+    return results
+
+
+def reset(ctx: DrillContext) -> float:
+    """Back to the healthy baseline without recreating the cluster; seconds taken."""
+    started = time.monotonic()
+    session = load_session(ctx)
+    for record in (session.faults if session else []):
+        make(record.name, record.params).revert(ctx)
+    docs = [d for d in baseline.documents(ctx) if d["kind"] != "Job"]
+    for doc in docs:
+        baseline.reset_exact(ctx, doc)
+    ctx.apply(docs)
+    # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
+    from mlops_drill.cluster.nodes import NODE_POOLS
+    from mlops_drill.injector.nodes import restore_node
+
+    for node in NODE_POOLS:
+        restore_node(ctx, node.name)
+    session_path(ctx).unlink(missing_ok=True)
+    baseline.wait_healthy(ctx)
+    return time.monotonic() - started
+
+
+def stop(ctx: DrillContext) -> None:
+    reset(ctx)
+
+
+def status(ctx: DrillContext) -> dict[str, Any]:
+    session = load_session(ctx)
+    if session is None:
+        return {"scenario": None}
+    hints = 0
+    commands = 0
+    path = Path(session.transcript)
+    if path.is_file():
+        from mlops_drill.grader.transcript import read_transcript
+
+        events = read_transcript(path).events
+        hints = sum(e.kind == "hint" for e in events)
+        commands = sum(e.kind in ("command", "shell") for e in events)
+    sc = scenario(session.scenario)
+    return {"scenario": session.scenario, "title": sc.title, "elapsed_s": round(time.time() - session.started_at),
+            "time_limit_s": sc.time_limit_minutes * 60, "hints_used": hints, "hints_total": len(sc.hints),
+            "commands": commands, "transcript": session.transcript,
+            "kubeconfig": session.candidate_kubeconfig}
+
+
+def run_as_candidate(ctx: DrillContext, lines: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Type ``lines`` into a recorded (non-interactive) shell as the candidate would.
+
+    The recording shims append every kubectl/curl call to the session's
+    transcript; background jobs (port-forwards) are stopped at the end.
+    """
+    from mlops_drill.grader.shell import SCENARIO_ENV, STARTED_ENV, find_real_tools, write_shims
+    from mlops_drill.grader.transcript import TRANSCRIPT_ENV
+
+    session = load_session(ctx)
+    if session is None:
+        raise DrillError("no scenario is running: `mlops-drill start <id>` first")
+    shim_dir = Path(session.transcript).parent / "shims"
+    real = find_real_tools()
+    real["kubectl"] = ctx.kubectl_path
+    if shim_dir.exists():
+        shutil.rmtree(shim_dir)
+    write_shims(shim_dir, Path(session.transcript), {k: v for k, v in real.items() if k != "nvidia-smi"})
+    script = "set +e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + "\n".join(
+        f"{line}\n" + (f"{_SETTLE}\n" if line.rstrip().endswith("&") else "") for line in lines)
+    env = {**os.environ, "KUBECONFIG": session.candidate_kubeconfig, TRANSCRIPT_ENV: session.transcript,
+           SCENARIO_ENV: session.scenario, STARTED_ENV: repr(session.started_at),
+           "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# After a backgrounded line (a port-forward), give it a moment to listen, as a person would.
+_SETTLE = "sleep 1.5"
+
+
+def finish(ctx: DrillContext):
+    """Verify the fix, grade the transcript and return the graded transcript."""
+    from mlops_drill.grader.grade import grade
+    from mlops_drill.grader.importers import load_recording
+
+    session = load_session(ctx)
+    if session is None:
+        raise DrillError("no scenario is running: `mlops-drill start <id>` first")
+    verify(ctx)
+    return grade(load_recording(Path(session.transcript)), scenario(session.scenario))

@@ -1,0 +1,63 @@
+"""A fault is one small reversible class: apply, verify that it took, revert.
+
+Faults only change what a real incident would change (a Deployment edited, a
+CronJob broken, a GPU lost) and leave no marker in objects the candidate can
+read: no annotations, no tell-tale names. ``revert`` restores the baseline and
+is idempotent, so ``reset`` can always run it again.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlops_drill.errors import DrillError
+from mlops_drill.injector.context import DrillContext
+
+REGISTRY: dict[str, type["Fault"]] = {}
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fault(abc.ABC):
+    """Subclasses set ``name`` and ``Params`` and implement the three verbs."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        try:
+            self.params = self.Params.model_validate(params or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "params"
+            raise DrillError(f"fault {self.name}: params.{where}: {first['msg']}") from None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None) and getattr(cls, "name", None):
+            REGISTRY[cls.name] = cls
+
+    @abc.abstractmethod
+    def apply(self, ctx: DrillContext) -> None:
+        """Break the platform."""
+
+    @abc.abstractmethod
+    def verify_applied(self, ctx: DrillContext) -> bool:
+        """True once the fault's *symptom* can be observed (what the engine waits for)."""
+
+    @abc.abstractmethod
+    def revert(self, ctx: DrillContext) -> None:
+        """Put back the baseline; safe to call any number of times, also when never applied."""
+
+
+def make(name: str, params: dict[str, Any] | None = None) -> Fault:
+    import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
+
+    if name not in REGISTRY:
+        raise DrillError(f"unknown fault {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name](params)

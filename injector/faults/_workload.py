@@ -1,0 +1,69 @@
+"""Shared by the serving and training faults: put a workload back, find its new pods, read their logs.
+
+Why a full template restore: a server-side apply of the baseline leaves fields
+that another manager added (an extra env var, a ``value`` next to the
+baseline's ``valueFrom``), so a fault that edited env would survive ``reset``.
+Replacing the pod template first, then re-applying, restores it exactly.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+from mlops_drill.injector.context import DrillContext
+
+
+def container_env(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return obj["spec"]["template"]["spec"]["containers"][0].get("env") or []
+
+
+def env_index(obj: dict[str, Any], name: str) -> int | None:
+    return next((i for i, e in enumerate(container_env(obj)) if e["name"] == name), None)
+
+
+def set_env_ops(obj: dict[str, Any], name: str, value: str) -> list[dict[str, Any]]:
+    """JSON-patch ops that give env ``name`` the literal ``value`` (added when missing)."""
+    base = "/spec/template/spec/containers/0/env"
+    index = env_index(obj, name)
+    entry = {"name": name, "value": value}
+    if index is None:
+        return [{"op": "add", "path": f"{base}/-", "value": entry}]
+    return [{"op": "replace", "path": f"{base}/{index}", "value": entry}]
+
+
+def new_pods(ctx: DrillContext, namespace: str, selector: str, since: float) -> list[Any]:
+    """Pods matching ``selector`` created after ``since`` (epoch seconds): only this session's evidence."""
+    pods = ctx.core.list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in pods if p.metadata.creation_timestamp
+            and p.metadata.creation_timestamp.timestamp() >= since - 1.0]
+
+
+def pod_log(ctx: DrillContext, namespace: str, pod: str) -> str:
+    """The pod's log as ``kubectl logs`` shows it; empty while it has none."""
+    try:
+        return ctx.core.read_namespaced_pod_log(pod, namespace, _request_timeout=10) or ""
+    except Exception:  # not started yet, or already gone: no evidence either way
+        return ""
+
+
+def json_lines(text: str) -> Iterable[dict[str, Any]]:
+    """The JSON objects of a platform app's log (one per line); other lines are skipped."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def image_with_tag(image: str, tag: str) -> str:
+    repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return f"{repo}:{tag}"
+
+
+def wait_gone(ctx: DrillContext, kind: str, name: str, namespace: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and ctx.get(kind, name, namespace) is not None:
+        time.sleep(0.2)

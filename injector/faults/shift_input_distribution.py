@@ -1,0 +1,102 @@
+"""shift-input-distribution: production traffic moves away from what the model was trained on.
+
+The replayed traffic switches to a later data period (bigger amounts, more
+night-time and card-not-present transactions, longer distances): real inputs,
+really shifted, and the model's score and confidence distributions move with
+them. The serving pods are recycled as a weekend's node maintenance would, so
+their cumulative histograms show the new traffic rather than averaging it with
+weeks of the old; no revision changes. The registry already holds the answer
+a CT pipeline would have produced: a Staging version trained on the recent
+period, with its holdout metrics as version tags.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_drill.errors import DrillError
+from mlops_drill.injector import baseline
+from mlops_drill.injector.context import DrillContext
+from mlops_drill.injector.fault import Fault
+from mlops_drill.injector.faults._shared import (created, ensure_serving_follows_registry, is_ready,
+                                                 metric_samples, pods, recycle_pods,
+                                                 restore_registry)
+from mlops_drill.mlplatform.data import PERIODS
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = "serving"
+    config_map: str = "traffic-replay"
+    replay: str = "traffic-replay"
+    period: str = "2024-09"
+    recycle_serving_pods: bool = True
+    min_requests: int = Field(20, ge=1)  # predictions a serving pod has made on the new traffic
+    min_mean_score: float = Field(0.055, ge=0, le=1)  # their mean score (baseline traffic: ~0.04)
+    production_version: str = "3"
+
+
+class ShiftInputDistribution(Fault):
+    name = "shift-input-distribution"
+    Params = Params
+
+    def apply(self, ctx: DrillContext) -> None:
+        p = self.params
+        if p.period not in PERIODS:
+            raise DrillError(f"fault {self.name}: params.period: unknown period {p.period!r} "
+                             f"(known: {', '.join(PERIODS)})")
+        self.applied_at = time.time()
+        ctx.patch("configmap", p.config_map, p.namespace, {"data": {"REPLAY_PERIOD": p.period}}, patch_type="merge")
+        for pod in pods(ctx, p.namespace, f"app={p.replay}"):  # env from the ConfigMap is read at start only
+            ctx.delete("pod", pod.metadata.name, p.namespace)
+        if p.recycle_serving_pods:
+            recycle_pods(ctx, p.namespace, "app=fraud-model")
+
+    def verify_applied(self, ctx: DrillContext) -> bool:
+        p = self.params
+        since = getattr(self, "applied_at", 0.0) - 1.0
+        replay = [pod for pod in pods(ctx, p.namespace, f"app={p.replay}") if pod.metadata.deletion_timestamp is None]
+        if not replay or any(created(pod) < since or not is_ready(pod) for pod in replay):
+            return False
+        if p.recycle_serving_pods and any(created(pod) < since for pod in pods(ctx, p.namespace, "app=fraud-model")):
+            return False
+        samples = metric_samples(ctx, p.namespace, "fraud-model") or {}
+        count = samples.get(("prediction_score_count", ()), 0.0)
+        total = samples.get(("prediction_score_sum", ()), 0.0)
+        if count < p.min_requests:
+            return False
+        # only fresh pods' cumulative histograms show the shift on their own; older ones average it away
+        return total / count >= p.min_mean_score if p.recycle_serving_pods else True
+
+    def _replayed_period(self, ctx: DrillContext, pod) -> str | None:
+        """The period a running replay process reads (its start-up log line says so)."""
+        try:
+            text = ctx.core.read_namespaced_pod_log(pod.metadata.name, self.params.namespace, limit_bytes=4096)
+        except Exception:  # noqa: BLE001 - no log yet: treat as unknown, so it gets restarted
+            return None
+        for line in text.splitlines():
+            if '"replay started"' in line:
+                return json.loads(line).get("period")
+        return None
+
+    def revert(self, ctx: DrillContext) -> None:
+        p = self.params
+        restore_registry(ctx)  # the fix promotes a version: stages back to CI's
+        baseline.restore(ctx, "ConfigMap", p.config_map, p.namespace)
+        baseline.restore(ctx, "Deployment", p.replay, p.namespace)
+        want = baseline.find(ctx, "ConfigMap", p.config_map, p.namespace)["data"]["REPLAY_PERIOD"]
+        replays = pods(ctx, p.namespace, f"app={p.replay}")
+        stale = not replays or any(self._replayed_period(ctx, pod) != want for pod in replays)
+        restarted = time.time() - 1.0
+        for pod in replays if stale else []:  # env from the ConfigMap is read at start only
+            ctx.delete("pod", pod.metadata.name, p.namespace)
+        baseline.restore(ctx, "Deployment", "fraud-model", p.namespace)
+        ensure_serving_follows_registry(ctx, p.production_version)  # meanwhile the replay restarts
+        deadline = time.monotonic() + 60
+        while stale and not any(is_ready(pod) and created(pod) >= restarted
+                                for pod in pods(ctx, p.namespace, f"app={p.replay}")):
+            if time.monotonic() > deadline:
+                raise DrillError(f"{p.namespace}/{p.replay}: no Ready pod with the restored config after 60s")
+            time.sleep(0.2)

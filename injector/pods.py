@@ -1,0 +1,178 @@
+"""Pods as a fault sees them: where a workload's replicas run, and the process behind one.
+
+Several GPU faults hit "the replica on that node": the GPU under it falls off the
+bus, or the driver under it changes, and the container dies and restarts there.
+The Kubernetes API has no verb for "this container crashed", so on the embedded
+backend the fault signals the pod's real local process, exactly what a crashing
+CUDA process looks like to the kubelet. The process is found by the environment
+the process kubelet gives every container (``POD_NAMESPACE``, ``POD_NAME`` and
+this cluster's ``MLOPS_DRILL_SERVICES`` file), never by a name pattern.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_drill.errors import DrillError
+from mlops_drill.injector.context import DrillContext
+
+PLUGIN_NAMESPACE = "gpu-operator"
+PLUGIN_SELECTOR = "app.kubernetes.io/name=nvidia-device-plugin"
+
+
+def list_pods(ctx: DrillContext, namespace: str, selector: str) -> list[dict[str, Any]]:
+    result = ctx.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+    return json.loads(result.stdout)["items"]
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def node_of(pod: dict[str, Any]) -> str:
+    return pod.get("spec", {}).get("nodeName") or ""
+
+
+def workload_selector(ctx: DrillContext, namespace: str, workload: str) -> str:
+    """``deployment/fraud-model`` -> its pod selector (``app=fraud-model``)."""
+    kind, _, name = workload.partition("/")
+    obj = ctx.get(kind, name, namespace)
+    if obj is None:
+        raise DrillError(f"{workload} not found in namespace {namespace}")
+    labels = obj["spec"]["selector"].get("matchLabels") or {}
+    if not labels:
+        raise DrillError(f"{workload}: selector has no matchLabels")
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def ready_pod_on(ctx: DrillContext, namespace: str, selector: str, node: str) -> dict[str, Any] | None:
+    return next((p for p in list_pods(ctx, namespace, selector) if node_of(p) == node and is_ready(p)), None)
+
+
+def ensure_ready_pod_on(ctx: DrillContext, namespace: str, selector: str, node: str,
+                        attempts: int = 3, timeout: float = 45) -> dict[str, Any]:
+    """A Ready replica on ``node``; if the scheduler put every replica elsewhere, recreate one.
+
+    The default spreading puts one replica per GPU node, so this rarely moves
+    anything; when it must, the deleted replica comes back on the emptier node.
+    """
+    for _ in range(attempts):
+        pod = ready_pod_on(ctx, namespace, selector, node)
+        if pod is not None:
+            return pod
+        ready = [p for p in list_pods(ctx, namespace, selector) if is_ready(p)]
+        if not ready:
+            raise DrillError(f"no Ready pod of {namespace}/{selector} to place on node {node}")
+        victim = ready[0]["metadata"]["name"]
+        ctx.delete("pod", victim, namespace)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now_ready = [p for p in list_pods(ctx, namespace, selector) if is_ready(p)]
+            if len(now_ready) >= len(ready) and victim not in {p["metadata"]["name"] for p in now_ready}:
+                break
+            time.sleep(0.5)
+    pod = ready_pod_on(ctx, namespace, selector, node)
+    if pod is None:
+        raise DrillError(f"no Ready pod of {namespace}/{selector} could be placed on node {node}")
+    return pod
+
+
+def delete_pods_on(ctx: DrillContext, namespace: str, selector: str, node: str, unready_only: bool = False) -> None:
+    """Delete the pods of ``selector`` on ``node`` (their controller starts fresh ones)."""
+    for pod in list_pods(ctx, namespace, selector):
+        if node_of(pod) == node and not (unready_only and is_ready(pod)):
+            ctx.delete("pod", pod["metadata"]["name"], namespace)
+
+
+def restart_device_plugin(ctx: DrillContext, node: str) -> None:
+    """A fresh device-plugin pod on ``node``: it re-reads the node's GPUs from scratch."""
+    delete_pods_on(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR, node)
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    """The main process of a process-backed pod's container."""
+
+    pid: int
+    env: dict[str, str]
+
+    @property
+    def gpus(self) -> list[str]:
+        """GPU UUIDs the kubelet granted the container (``NVIDIA_VISIBLE_DEVICES``)."""
+        return [g for g in self.env.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if g]
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def pod_process(ctx: DrillContext, namespace: str, name: str) -> LocalProcess | None:
+    """The container process of pod ``namespace/name`` on this cluster (embedded backend only)."""
+    state = getattr(ctx.backend, "state", None)
+    if not ctx.backend.runs_processes or state is None:
+        raise DrillError("this fault needs process-backed pods (the embedded backend)")
+    services = str(Path(state) / "services.json")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        env = _environ(pid)
+        if not env or env.get("POD_NAME") != name or env.get("POD_NAMESPACE") != namespace:
+            continue
+        if env.get("MLOPS_DRILL_SERVICES") != services:
+            continue  # another cluster's pod of the same name, or a `kubectl exec` session
+        try:
+            if os.getsid(pid) != pid:  # the container's main process leads its own session
+                continue
+        except ProcessLookupError:
+            continue
+        return LocalProcess(pid, env)
+    return None
+
+
+def crash_container(ctx: DrillContext, namespace: str, name: str, sig: int = signal.SIGABRT) -> LocalProcess:
+    """Make the pod's container die from ``sig``, as a crashing process does; the kubelet restarts it."""
+    import resource
+
+    proc = pod_process(ctx, namespace, name)
+    if proc is None:
+        raise DrillError(f"pod {namespace}/{name} has no running container process")
+    try:  # no core file in the pod's folder: the exit status is the symptom, not a dump
+        resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        pass
+    os.kill(proc.pid, sig)
+    return proc
+
+
+def restarted_with_error(pod: dict[str, Any], since: float) -> bool:
+    """True once the container has exited non-zero after ``since`` and is waiting to restart."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        last = (status.get("lastState") or {}).get("terminated") or {}
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        # Pod timestamps have whole seconds: a restart in the fault's own second is still after it.
+        if last.get("exitCode") not in (None, 0) and waiting.get("reason") == "CrashLoopBackOff" \
+                and _stamp(last.get("startedAt")) >= math.floor(since):
+            return True
+    return False
+
+
+def _stamp(text: str | None) -> float:
+    if not text:
+        return 0.0
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

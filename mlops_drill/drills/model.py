@@ -1,0 +1,131 @@
+"""Drills and seats as saved on the server's disk.
+
+Why files and not only memory: seat clusters outlive a crashed or restarted
+server, and the instructor still needs to stop them and export the transcripts;
+``drill.json`` (mode 0600, it holds the seat tokens) is enough to pick up again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SeatState = Literal["starting", "ready", "failed", "stopped"]
+DrillState = Literal["starting", "running", "stopped"]
+
+# Join codes are read aloud and typed: no 0/O, 1/I/L.
+_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def new_code() -> str:
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Verification(BaseModel):
+    """One run of the scenario's fix checks on a seat's cluster (server-side only)."""
+
+    ts: float
+    results: dict[str, bool]
+    why: str = Field(description="finish | instructor | stop")
+
+
+class Seat(BaseModel):
+    n: int
+    cluster: str
+    code: str
+    token: str
+    state: SeatState = "starting"
+    error: str = ""
+    started_at: float | None = Field(None, description="when the fault's symptom was observable")
+    joined_at: float | None = None
+    finished_at: float | None = None
+    setup_s: dict[str, float] = Field(default_factory=dict)
+
+
+class Drill(BaseModel):
+    id: str
+    scenario: str
+    time_limit_minutes: int
+    created_at: float
+    state: DrillState = "starting"
+    seats: list[Seat]
+
+
+class DrillStore:
+    """All drills of one server, each in ``<root>/<id>/`` (drill.json, seat-<n>/)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.drills: dict[str, Drill] = {}
+        for path in sorted(self.root.glob("*/drill.json")):
+            drill = Drill.model_validate_json(path.read_text())
+            self.drills[drill.id] = drill
+
+    def create(self, scenario: str, seats: int, time_limit_minutes: int) -> Drill:
+        with self.lock:
+            drill_id = secrets.token_hex(3)
+            while drill_id in self.drills:
+                drill_id = secrets.token_hex(3)
+            drill = Drill(id=drill_id, scenario=scenario, time_limit_minutes=time_limit_minutes,
+                          created_at=time.time(),
+                          seats=[Seat(n=n, cluster=f"seat-{drill_id}-{n}", code=new_code(), token=new_token())
+                                 for n in range(1, seats + 1)])
+            self.drills[drill_id] = drill
+            self.save(drill)
+            return drill
+
+    def save(self, drill: Drill) -> None:
+        with self.lock:
+            folder = self.root / drill.id
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / "drill.json.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(drill.model_dump_json(indent=1))
+            os.replace(tmp, folder / "drill.json")
+
+    def seat_dir(self, drill: Drill, seat: Seat) -> Path:
+        path = self.root / drill.id / f"seat-{seat.n}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def transcript_path(self, drill: Drill, seat: Seat) -> Path:
+        return self.seat_dir(drill, seat) / "transcript.jsonl"
+
+    def verifications(self, drill: Drill, seat: Seat) -> list[Verification]:
+        path = self.seat_dir(drill, seat) / "verifications.jsonl"
+        if not path.is_file():
+            return []
+        return [Verification.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def add_verification(self, drill: Drill, seat: Seat, verification: Verification) -> None:
+        with self.lock, open(self.seat_dir(drill, seat) / "verifications.jsonl", "a") as handle:
+            handle.write(json.dumps(verification.model_dump()) + "\n")
+
+    def by_seat_token(self, token: str) -> tuple[Drill, Seat] | None:
+        for drill in self.drills.values():
+            for seat in drill.seats:
+                if secrets.compare_digest(seat.token, token):
+                    return drill, seat
+        return None
+
+    def by_code(self, code: str) -> tuple[Drill, Seat] | None:
+        wanted = code.strip().upper()
+        for drill in self.drills.values():
+            for seat in drill.seats:
+                if secrets.compare_digest(seat.code, wanted):
+                    return drill, seat
+        return None

@@ -1,0 +1,407 @@
+"""The inference service (Deployment ``fraud-model``): scores transactions over HTTP.
+
+Configuration comes from env like any twelve-factor service: which model
+(``MODEL_VERSION`` pin, else the registry's ``MODEL_STAGE``), the transform
+config (``TRANSFORM_CONFIG``, a ConfigMap), payload logging, and the release in
+the image tag. Symptoms are consequences, not flags: a skewed transform config
+really changes scores and its hash, a GPU-less pod really computes 10x slower, a
+larger model really takes longer to load, and release 1.5.0's readiness really
+answers before the model is there, so early requests queue behind the load.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops_drill.mlplatform import appkit, cudainit, data, loadtime, transforms
+from mlops_drill.mlplatform.artifacts import LoadedVersion, ensure_artifacts, load_version
+from mlops_drill.mlplatform.discovery import service_url
+
+APP = "fraud-model"
+DEFAULT_RELEASE = "1.4.0"
+NULL_WINDOW = 200  # requests the feature null rate is computed over
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What a release does differently (the code shipped in that image)."""
+
+    ready_before_model_loaded: bool = False  # 1.5.0: readiness only checks that HTTP is up
+    derives_amount_per_txn: bool = False  # 1.6.0-rc1: new derived feature, unguarded division
+
+
+RELEASE_BEHAVIOUR: dict[str, Behaviour] = {
+    "1.3.2": Behaviour(),
+    "1.4.0": Behaviour(),
+    "1.5.0": Behaviour(ready_before_model_loaded=True),
+    "1.6.0-rc1": Behaviour(derives_amount_per_txn=True),
+}
+
+# ---------------------------------------------------------------- metrics
+
+LATENCY = Histogram("inference_request_duration_seconds", "HTTP request latency", ["endpoint"],
+                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+REQUESTS = Counter("inference_requests_total", "HTTP requests", ["endpoint", "code"])
+ERRORS = Counter("inference_errors_total", "Failed predictions", ["reason"])
+DEVICE_TIME = Histogram("model_inference_seconds", "Forward-pass time on the inference device", ["device"],
+                        buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5))
+CONFIDENCE = Histogram("prediction_confidence", "max(p, 1-p) of each prediction",
+                       buckets=(.5, .6, .7, .8, .85, .9, .925, .95, .975, .99, 1.0))
+SCORE = Histogram("prediction_score", "Predicted fraud probability",
+                  buckets=(.01, .02, .05, .1, .2, .3, .5, .7, .9, 1.0))
+NULL_RATE = Gauge("feature_null_rate", f"Share of the last {NULL_WINDOW} requests with the feature missing",
+                  ["feature"])
+FRESHNESS = Gauge("feature_freshness_seconds", "Age of the online features used by the last entity request",
+                  ["feature_view"])
+LOAD_SECONDS = Gauge("model_load_seconds", "Time the model took to load")
+LOADED = Gauge("model_loaded", "1 once the model is loaded and serving")
+INFO = Gauge("model_info", "The model this pod serves",
+             ["name", "version", "stage", "release", "device", "transform_config_hash"])
+
+
+# ---------------------------------------------------------------- request schema
+
+class TransactionFeatures(BaseModel):
+    """Raw feature values; any left out are looked up by ``entity_id`` or treated as missing."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount: float | None = Field(None, ge=0)
+    merchant_risk: float | None = Field(None, ge=0, le=1)
+    hour_of_day: float | None = Field(None, ge=0, le=23)
+    distance_km: float | None = Field(None, ge=0)
+    txn_count_24h: float | None = Field(None, ge=0)
+    account_age_days: float | None = Field(None, ge=0)
+    card_present: float | None = Field(None, ge=0, le=1)
+    velocity_ratio: float | None = Field(None, ge=0)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = None
+    entity_id: str | None = None
+    features: TransactionFeatures | None = None
+    card_number: str | None = None  # transaction context; PII, never a model input
+
+    @model_validator(mode="after")
+    def _needs_input(self) -> "PredictRequest":
+        if self.entity_id is None and self.features is None:
+            raise ValueError("give entity_id, features, or both")
+        return self
+
+
+# ---------------------------------------------------------------- settings and model slot
+
+@dataclass
+class Settings:
+    model_name: str
+    model_version: str | None
+    model_stage: str
+    release: str
+    image: str
+    device: str
+    gpus: list[str]
+    load_scale: float
+    inference_scale: float
+    pin_memory: bool
+    log_payloads: bool
+    transform_override: Any
+    pod: str
+
+    @property
+    def behaviour(self) -> Behaviour:
+        return RELEASE_BEHAVIOUR.get(self.release, Behaviour())
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        visible = os.environ.get("NVIDIA_VISIBLE_DEVICES", "").strip()
+        gpus = [] if visible.lower() in ("", "void", "none") else [g for g in visible.split(",") if g]
+        return cls(
+            model_name=os.environ.get("MODEL_NAME", APP),
+            model_version=os.environ.get("MODEL_VERSION", "").strip() or None,
+            model_stage=os.environ.get("MODEL_STAGE", "").strip() or "Production",
+            release=appkit.release(DEFAULT_RELEASE),
+            image=os.environ.get("CONTAINER_IMAGE", f"mlops-drill/{APP}:{DEFAULT_RELEASE}"),
+            device="cuda" if gpus else "cpu", gpus=gpus,
+            load_scale=appkit.env_float("MODEL_LOAD_TIME_SCALE", loadtime.DEFAULT_LOAD_SCALE),
+            inference_scale=appkit.env_float("INFERENCE_TIME_SCALE", 1.0),
+            pin_memory=appkit.env_flag("PIN_MEMORY"),
+            log_payloads=appkit.env_flag("LOG_PAYLOADS"),
+            transform_override=appkit.env_json_or_file("TRANSFORM_CONFIG"),
+            pod=os.environ.get("POD_NAME", ""),
+        )
+
+
+@dataclass
+class Slot:
+    """The loaded model and everything derived from it; filled once by the loader thread."""
+
+    loaded: threading.Event = field(default_factory=threading.Event)
+    version: LoadedVersion | None = None
+    stage_at_load: str = ""
+    transform: dict[str, Any] = field(default_factory=dict)
+    transform_hash: str = ""
+    transform_source: str = ""
+    load_seconds: float = 0.0
+    size_gib: float = 0.0
+
+
+def registry_url() -> str:
+    return service_url("model-registry", "registry") + "/api/2.0/mlflow"
+
+
+def resolve_version(s: Settings) -> tuple[str, str]:
+    """(version, stage) from the registry; waits while it is unreachable, raises on a real 'no'."""
+    attempt = 0
+    while True:
+        try:
+            if s.model_version:
+                mv = appkit.http_json("GET", f"{registry_url()}/model-versions/get?name={s.model_name}"
+                                             f"&version={s.model_version}")["model_version"]
+                return mv["version"], mv["current_stage"]
+            found = appkit.http_json("POST", f"{registry_url()}/registered-models/get-latest-versions",
+                                     {"name": s.model_name, "stages": [s.model_stage]})["model_versions"]
+            if not found:
+                raise LookupError(f"registered model {s.model_name} has no version in stage {s.model_stage}")
+            return found[0]["version"], found[0]["current_stage"]
+        except appkit.UpstreamError as err:
+            if err.status is not None and 400 <= err.status < 500:
+                raise LookupError(f"model registry: {err.reason}") from None
+            if attempt % 5 == 0:
+                appkit.log("warning", "model registry unreachable, retrying", url=err.url, error=err.reason)
+            attempt += 1
+            time.sleep(1.0)
+
+
+def select_transform(s: Settings, v: LoadedVersion) -> tuple[dict[str, Any], str]:
+    """The transform config serving applies: TRANSFORM_CONFIG when it covers this version."""
+    raw = s.transform_override
+    if raw is None:
+        return v.transform, "artifact"
+    if isinstance(raw, dict) and "features" in raw:
+        return raw, "TRANSFORM_CONFIG"
+    entry = raw.get(v.name, {}).get(v.version) if isinstance(raw, dict) else None
+    if entry is None:
+        appkit.log("warning", "TRANSFORM_CONFIG has no entry for this model version; using the artifact's",
+                   model=v.name, version=v.version)
+        return v.transform, "artifact"
+    return entry, "TRANSFORM_CONFIG"
+
+
+def load_model(s: Settings, slot: Slot) -> None:
+    """Resolve, read and 'move to the device' the model; exits the process on a permanent error."""
+    started = time.perf_counter()
+    try:
+        version, stage = resolve_version(s)
+        v = load_version(ensure_artifacts(), s.model_name, version)
+        config, source = select_transform(s, v)
+        transforms.validate(config, v.features)
+    except (LookupError, FileNotFoundError, ValueError) as err:
+        appkit.log("error", "model load failed", error=str(err))
+        os._exit(1)
+    size = float(v.card["serving_size_gib"])
+    appkit.log("info", "loading model", model=s.model_name, version=version, stage=stage, device=s.device,
+               serving_size_gib=size, pinned_memory=s.pin_memory)
+    time.sleep(loadtime.load_seconds(size, s.device, s.pin_memory, s.load_scale))
+    slot.version, slot.stage_at_load, slot.size_gib = v, stage, size
+    slot.transform, slot.transform_source = config, source
+    slot.transform_hash = transforms.config_hash(config)
+    slot.load_seconds = time.perf_counter() - started
+    LOAD_SECONDS.set(slot.load_seconds)
+    LOADED.set(1)
+    INFO.labels(s.model_name, version, stage, s.release, s.device, slot.transform_hash).set(1)
+    slot.loaded.set()
+    appkit.log("info", "model loaded", model=s.model_name, version=version, load_seconds=round(slot.load_seconds, 3),
+               transform_config_hash=slot.transform_hash, transform_config_source=source)
+
+
+# ---------------------------------------------------------------- prediction
+
+class Scorer:
+    """Turns a request into a score on the (single) inference device."""
+
+    def __init__(self, s: Settings, slot: Slot):
+        self.s, self.slot = s, slot
+        self.device_lock = threading.Lock()
+        self.null_window: deque[frozenset[str]] = deque(maxlen=NULL_WINDOW)
+        self.null_lock = threading.Lock()
+
+    def features_for(self, req: PredictRequest, v: LoadedVersion) -> tuple[dict[str, float | None], dict[str, float]]:
+        given = req.features.model_dump(exclude_none=True) if req.features else {}
+        values: dict[str, float | None] = dict(given)
+        stamps: dict[str, float] = {}
+        if req.entity_id is not None and any(f not in given for f in v.features):
+            url = service_url("feature-store", "features") + f"/features/{req.entity_id}"
+            online = appkit.http_json("GET", url, timeout=2.0)
+            for name, value in online.get("features", {}).items():
+                values.setdefault(name, value)
+            stamps = online.get("feature_timestamps", {})
+        return values, stamps
+
+    def score(self, req: PredictRequest) -> dict[str, Any]:
+        v = self.slot.version
+        assert v is not None
+        values, stamps = self.features_for(req, v)
+        now = time.time()
+        for view, ts in stamps.items():
+            FRESHNESS.labels(view).set(max(0.0, now - float(ts)))
+        missing = frozenset(f for f in v.features if values.get(f) is None)
+        self._record_nulls(v.features, missing)
+        if self.s.behaviour.derives_amount_per_txn and values.get("amount") is not None \
+                and values.get("txn_count_24h") is not None:
+            values["amount_per_txn"] = float(values["amount"]) / float(values["txn_count_24h"])
+        row = np.array([[np.nan if values.get(f) is None else float(values[f]) for f in v.features]])
+        with self.device_lock:
+            started = time.perf_counter()
+            prob = float(v.model.predict_proba(transforms.apply(self.slot.transform, v.features, row))[0])
+            budget = loadtime.inference_seconds(self.slot.size_gib, self.s.device, self.s.inference_scale)
+            remaining = budget - (time.perf_counter() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+            DEVICE_TIME.labels(self.s.device).observe(time.perf_counter() - started)
+        CONFIDENCE.observe(max(prob, 1.0 - prob))
+        SCORE.observe(prob)
+        threshold = float(v.card.get("threshold", 0.5))
+        return {"model_name": v.name, "model_version": v.version, "score": round(prob, 6),
+                "is_fraud": prob >= threshold, "threshold": threshold, "imputed": len(missing)}
+
+    def _record_nulls(self, features: tuple[str, ...], missing: frozenset[str]) -> None:
+        with self.null_lock:
+            self.null_window.append(missing)
+            n = len(self.null_window)
+            for f in features:
+                NULL_RATE.labels(f).set(sum(1 for m in self.null_window if f in m) / n)
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(s: Settings, slot: Slot) -> FastAPI:
+    app = FastAPI(title=APP, docs_url=None, redoc_url=None)
+    scorer = Scorer(s, slot)
+    quiet = {"/healthz", "/readyz", "/metrics"}
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        path = request.url.path
+        endpoint = path if path in ("/predict", "/metadata", "/healthz", "/readyz", "/metrics") else "other"
+        LATENCY.labels(endpoint).observe(elapsed)
+        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        if path not in quiet:
+            extra = getattr(request.state, "log", {})
+            appkit.log("error" if response.status_code >= 500 else "info", "request", method=request.method,
+                       path=path, status=response.status_code, latency_ms=round(elapsed * 1000, 2),
+                       release=s.release, pod=s.pod, **extra)
+        return response
+
+    @app.post("/predict")
+    def predict(req: PredictRequest, request: Request) -> Response:
+        request_id = req.request_id or uuid.uuid4().hex[:16]
+        log: dict[str, Any] = {"request_id": request_id, "entity_id": req.entity_id}
+        if s.log_payloads:
+            log["payload"] = req.model_dump(exclude_none=True)
+        request.state.log = log
+        if not slot.loaded.is_set():
+            if not s.behaviour.ready_before_model_loaded:
+                ERRORS.labels("model_not_loaded").inc()
+                return JSONResponse({"detail": "model not loaded yet"}, status_code=503)
+            slot.loaded.wait()  # 1.5.0: traffic was let in early; it queues behind the load
+        try:
+            result = scorer.score(req)
+        except appkit.UpstreamError as err:
+            if err.status == 404:
+                ERRORS.labels("unknown_entity").inc()
+                return JSONResponse({"detail": f"unknown entity_id {req.entity_id}"}, status_code=404)
+            ERRORS.labels("feature_store").inc()
+            log["error"] = f"feature store: {err.reason}"
+            return JSONResponse({"detail": "feature store unavailable"}, status_code=503)
+        except Exception as err:  # noqa: BLE001 - a bug must become a 500, not a dead worker
+            ERRORS.labels("exception").inc()
+            log["error"] = f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+            return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+        log.update(model_version=result["model_version"], score=result["score"], imputed=result.pop("imputed"))
+        return JSONResponse({"request_id": request_id, **result})
+
+    @app.get("/metadata")
+    def metadata() -> dict[str, Any]:
+        v = slot.version
+        out: dict[str, Any] = {"model_name": s.model_name, "release": s.release, "image": s.image,
+                               "device": s.device, "loaded": slot.loaded.is_set(), "pod": s.pod}
+        if v is None:
+            out.update(model_version=s.model_version, requested_stage=None if s.model_version else s.model_stage)
+            return out
+        try:
+            mv = appkit.http_json("GET", f"{registry_url()}/model-versions/get?name={v.name}&version={v.version}")
+            stage = mv["model_version"]["current_stage"]
+        except appkit.UpstreamError as err:
+            stage = "unknown"
+            out["registry_error"] = err.reason
+        out.update(
+            model_version=v.version, stage=stage, stage_at_load=slot.stage_at_load,
+            selected_by=f"MODEL_VERSION={s.model_version}" if s.model_version else f"MODEL_STAGE={s.model_stage}",
+            lineage={k: v.lineage[k] for k in ("training_run_id", "data_version", "training_period",
+                                                "code_commit", "transform_config_hash")},
+            transform_config_hash=slot.transform_hash, transform_config_source=slot.transform_source,
+            feature_schema={"features": list(v.features),
+                            "request_features": [f for f in data.TRANSACTION_FEATURES if f in v.features],
+                            "entity_features": [f for f in data.ACCOUNT_FEATURES if f in v.features]},
+            model={"arch": v.card["arch"], "n_parameters": v.card["n_parameters"],
+                   "serving_size_gib": v.card["serving_size_gib"]},
+            load_seconds=round(slot.load_seconds, 3),
+        )
+        return out
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if slot.loaded.is_set() or s.behaviour.ready_before_model_loaded:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "loading model"}, status_code=503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def main() -> None:
+    appkit.set_app_name(APP)
+    s = Settings.from_env()
+    if s.gpus:
+        # CUDA initialisation: a broken driver or a lost GPU ends the process here, as with torch.
+        cudainit.require_cuda(s.gpus)
+    if s.device == "cuda":
+        appkit.log("info", "CUDA available", devices=s.gpus)
+    else:
+        appkit.log("warning", "CUDA not available, using CPU", hint="inference runs on CPU, expect higher latency")
+    if not os.environ.get("DB_PASSWORD"):
+        appkit.log("warning", "DB_PASSWORD not set; prediction log store disabled")
+    appkit.log("info", "starting", release=s.release, image=s.image, model=s.model_name,
+               selector=f"version {s.model_version}" if s.model_version else f"stage {s.model_stage}",
+               log_payloads=s.log_payloads)
+    LOADED.set(0)
+    slot = Slot()
+    threading.Thread(target=load_model, args=(s, slot), name="model-loader", daemon=True).start()
+    appkit.serve(create_app(s, slot))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Traffic replay (Deployment ``traffic-replay``): steady production-like requests to fraud-model.
+
+Open-loop at ``RATE`` requests per second, so a slow or failing model shows up in
+latency histograms and error counters instead of slowing the replay down. The
+transactions are drawn from the data period named by ``REPLAY_PERIOD`` (plus
+``TRAFFIC_OVERRIDES``, JSON of transaction-profile parameters): changing it
+really shifts the inputs the model sees. Most requests are the normal shape
+(entity id + transaction fields, account features from the feature store); a
+share (``RAW_FRACTION``) carries every feature inline.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from mlops_drill.mlplatform import appkit, data
+from mlops_drill.mlplatform.discovery import service_url
+
+SENT = Counter("traffic_requests_total", "Replayed requests by HTTP status", ["code"])
+LATENCY = Histogram("traffic_request_duration_seconds", "Latency seen by the replay",
+                    buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+#: Well-known test card numbers (never real cards): payloads carry them like real ones would.
+TEST_CARDS = ("4111111111111111", "5500005555555559", "4012888888881881", "378282246310005", "6011111111111117")
+
+
+def build_profile() -> data.TransactionProfile:
+    profile = data.period(os.environ.get("REPLAY_PERIOD", data.BASELINE_PERIOD)).transactions
+    overrides = appkit.env_json_or_file("TRAFFIC_OVERRIDES")
+    return data.with_overrides(profile, overrides) if overrides else profile
+
+
+def make_request(rng: np.random.Generator, profile: data.TransactionProfile, raw_fraction: float) -> dict[str, Any]:
+    """One replayed transaction, as the payments gateway would send it."""
+    txn = {k: float(v[0]) for k, v in data.sample_transactions(rng, 1, profile).items()}
+    body: dict[str, Any] = {"card_number": TEST_CARDS[int(rng.integers(len(TEST_CARDS)))]}
+    if rng.random() < raw_fraction:
+        account = {k: float(v[0]) for k, v in data.sample_accounts(rng, 1).items()}
+        body["features"] = {**txn, **account}
+    else:
+        body["entity_id"] = data.entity_id(int(rng.integers(data.ENTITY_COUNT)))
+        body["features"] = txn
+    return body
+
+
+class Replay:
+    def __init__(self, rate: float, raw_fraction: float, seed: int):
+        self.rate, self.raw_fraction = rate, raw_fraction
+        self.rng = np.random.default_rng(seed)
+        self.profile = build_profile()
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="send")
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.window: list[tuple[int, float]] = []
+
+    def send(self, body: dict[str, Any]) -> None:
+        url = service_url("fraud-model", os.environ.get("TARGET_NAMESPACE", "serving")) + "/predict"
+        started = time.perf_counter()
+        try:
+            appkit.http_json("POST", url, body, timeout=10.0)
+            code = 200
+        except appkit.UpstreamError as err:
+            code = err.status or 0  # 0: no HTTP answer at all (refused, timed out)
+        elapsed = time.perf_counter() - started
+        SENT.labels(str(code)).inc()
+        LATENCY.observe(elapsed)
+        with self.lock:
+            self.window.append((code, elapsed))
+
+    def run(self) -> None:
+        appkit.log("info", "replay started", rate=self.rate, period=os.environ.get("REPLAY_PERIOD",
+                   data.BASELINE_PERIOD), raw_fraction=self.raw_fraction)
+        start = time.monotonic()
+        next_report = start + 10.0
+        i = 0
+        while not self.stop.is_set():
+            due = start + i / self.rate
+            delay = due - time.monotonic()
+            if delay > 0 and self.stop.wait(delay):
+                break
+            self.pool.submit(self.send, make_request(self.rng, self.profile, self.raw_fraction))
+            i += 1
+            if time.monotonic() >= next_report:
+                self.report()
+                next_report += 10.0
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.report()
+
+    def report(self) -> None:
+        with self.lock:
+            window, self.window = self.window, []
+        if not window:
+            return
+        codes: dict[str, int] = {}
+        for code, _ in window:
+            codes[str(code)] = codes.get(str(code), 0) + 1
+        lat = np.array([e for _, e in window]) * 1000
+        appkit.log("info", "replay stats", requests=len(window), status_codes=codes,
+                   p50_ms=round(float(np.percentile(lat, 50)), 1), p99_ms=round(float(np.percentile(lat, 99)), 1))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/metrics":
+            body, ctype = generate_latest(), CONTENT_TYPE_LATEST
+        elif self.path in ("/healthz", "/readyz"):
+            body, ctype = b'{"status":"ok"}', "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def main() -> None:
+    appkit.set_app_name("traffic-replay")
+    if appkit.env_float("RATE", 5.0) <= 0:
+        raise SystemExit("invalid value for env RATE: must be > 0 requests per second")
+    replay = Replay(rate=appkit.env_float("RATE", 5.0), raw_fraction=appkit.env_float("RAW_FRACTION", 0.1),
+                    seed=int(appkit.env_float("TRAFFIC_SEED", 1)))
+    server = ThreadingHTTPServer(appkit.bind_address(), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: replay.stop.set())
+    try:
+        replay.run()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The ``fraud-train`` Job: retrains the fraud model epoch by epoch and prices the run.
+
+Really trains (numpy MLP on the period's data) and really waits ``EPOCH_SECONDS``
+per epoch, standing for ``GPU_HOURS_PER_EPOCH`` of GPU time. With
+``CHECKPOINT_DIR`` set it saves model and optimiser state after every epoch and
+resumes from there after a restart; without it, a preempted spot pod starts
+again at epoch 1 and the GPU-hours already spent are lost. Every epoch is
+appended to a cost ledger (``COST_LEDGER``) that survives restarts, so the cost
+of repeated preemptions is visible in the logs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops_drill.mlplatform import appkit, data, loadtime, transforms
+from mlops_drill.mlplatform.model import Adam, Model, auc, init_model, train_epoch
+
+#: Assumed list prices per H100 GPU-hour (override with PRICE_ON_DEMAND / PRICE_SPOT).
+PRICE_PER_GPU_HOUR = {"on-demand": 6.88, "spot": 2.75}
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+def price(capacity_type: str) -> float:
+    if capacity_type not in PRICE_PER_GPU_HOUR:
+        raise SystemExit(f"invalid value for env CAPACITY_TYPE: {capacity_type!r} (use spot or on-demand)")
+    env = "PRICE_SPOT" if capacity_type == "spot" else "PRICE_ON_DEMAND"
+    return appkit.env_float(env, PRICE_PER_GPU_HOUR[capacity_type])
+
+
+def save_checkpoint(directory: Path, epoch: int, model: Model, opt: Adam) -> None:
+    """Atomic: a preemption mid-write leaves the previous checkpoint intact."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {f"param.{k}": v for k, v in model.params.items()}
+    arrays.update({f"m.{k}": v for k, v in opt.m.items()})
+    arrays.update({f"v.{k}": v for k, v in opt.v.items()})
+    arrays["meta"] = np.array([epoch, opt.step], dtype=np.int64)
+    tmp = directory / f".{CHECKPOINT_FILE}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, directory / CHECKPOINT_FILE)
+
+
+def load_checkpoint(directory: Path, arch: str) -> tuple[int, Model, Adam] | None:
+    path = directory / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        epoch, step = (int(x) for x in npz["meta"])
+        params = {k[6:]: npz[k] for k in npz.files if k.startswith("param.")}
+        opt = Adam(step=step, m={k[2:]: npz[k] for k in npz.files if k.startswith("m.")},
+                   v={k[2:]: npz[k] for k in npz.files if k.startswith("v.")})
+    return epoch, Model(arch, params), opt
+
+
+class Ledger:
+    """Append-only JSON lines of GPU time spent, across every attempt of the Job."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: list[dict[str, Any]] = []
+        if path and path.is_file():
+            self.entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    @property
+    def attempts(self) -> int:
+        return len({e["attempt"] for e in self.entries})
+
+    def totals(self) -> tuple[float, float]:
+        return (sum(e["gpu_hours"] for e in self.entries), sum(e["cost_usd"] for e in self.entries))
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+
+def main() -> int:
+    appkit.set_app_name("fraud-train")
+    epochs = int(appkit.env_float("EPOCHS", 20))
+    epoch_seconds = appkit.env_float("EPOCH_SECONDS", 3.0)
+    gpu_hours_per_epoch = appkit.env_float("GPU_HOURS_PER_EPOCH", 0.5)
+    capacity = os.environ.get("CAPACITY_TYPE", "on-demand").strip().lower()
+    unit_price = price(capacity)
+    ckpt_env = os.environ.get("CHECKPOINT_DIR", "").strip()
+    ckpt_dir = Path(ckpt_env) if ckpt_env else None
+    ledger_env = os.environ.get("COST_LEDGER", "").strip()
+    ledger = Ledger(Path(ledger_env) if ledger_env else None)
+    attempt = ledger.attempts + 1
+    period = os.environ.get("TRAIN_PERIOD", data.RECENT_PERIOD)
+    gpus = [g for g in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if g and g.lower() not in ("void", "none")]
+    if not gpus:
+        appkit.log("warning", "CUDA not available, training on CPU", slowdown=loadtime.CPU_SLOWDOWN)
+        epoch_seconds *= loadtime.CPU_SLOWDOWN
+
+    train = data.labelled_sample(period, 20_000, salt=900)
+    val = data.labelled_sample(period, 5_000, salt=901)
+    config = transforms.fit(train.features, train.X)
+    Xs, Xv = transforms.apply(config, train.features, train.X), transforms.apply(config, val.features, val.X)
+
+    start_epoch, model, opt = 0, init_model("mlp", Xs.shape[1], 16, data.SEED), Adam()
+    if ckpt_dir is None:
+        appkit.log("warning", "no CHECKPOINT_DIR set: progress is lost if this pod is stopped")
+    else:
+        restored = load_checkpoint(ckpt_dir, "mlp")
+        if restored:
+            start_epoch, model, opt = restored
+            appkit.log("info", "resuming from checkpoint", checkpoint=str(ckpt_dir / CHECKPOINT_FILE),
+                       completed_epochs=start_epoch)
+    spent_h, spent_usd = ledger.totals()
+    appkit.log("info", "training started", attempt=attempt, epochs=epochs, start_epoch=start_epoch + 1,
+               capacity_type=capacity, price_per_gpu_hour=unit_price, devices=gpus or ["cpu"],
+               data_period=period, data_version=train.version_hash(),
+               gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    val_auc: float | None = None
+    for epoch in range(start_epoch + 1, epochs + 1):
+        started = time.monotonic()
+        loss = train_epoch(model, opt, Xs, train.y, batch=1024, seed=data.SEED + epoch)
+        val_auc = auc(val.y, model.predict_proba(Xv))
+        if stop.wait(max(0.0, epoch_seconds - (time.monotonic() - started))):
+            return _preempted(epoch - 1, ckpt_dir)
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir, epoch, model, opt)
+        ledger.add({"attempt": attempt, "pod": os.environ.get("POD_NAME", ""), "epoch": epoch,
+                    "gpu_hours": gpu_hours_per_epoch, "cost_usd": round(gpu_hours_per_epoch * unit_price, 4),
+                    "capacity_type": capacity})
+        total_h, total_usd = ledger.totals()
+        appkit.log("info", f"epoch {epoch}/{epochs}", epoch=epoch, epochs=epochs, loss=round(loss, 5),
+                   val_auc=round(val_auc, 4), checkpointed=ckpt_dir is not None,
+                   gpu_hours_total=round(total_h, 2), cost_usd_total=round(total_usd, 2))
+        if stop.is_set():
+            return _preempted(epoch, ckpt_dir)
+    total_h, total_usd = ledger.totals()
+    useful_h = epochs * gpu_hours_per_epoch
+    appkit.log("info", "training finished", epochs=epochs, val_auc=None if val_auc is None else round(val_auc, 4),
+               gpu_hours_total=round(total_h, 2), cost_usd_total=round(total_usd, 2),
+               gpu_hours_wasted=round(max(0.0, total_h - useful_h), 2),
+               cost_usd_wasted=round(max(0.0, total_h - useful_h) * unit_price, 2), attempts=attempt)
+    return 0
+
+
+def _preempted(completed: int, ckpt_dir: Path | None) -> int:
+    if ckpt_dir is not None:
+        appkit.log("warning", "SIGTERM received, stopping", completed_epochs=completed,
+                   checkpoint=str(ckpt_dir / CHECKPOINT_FILE), resume="next attempt continues from the checkpoint")
+    else:
+        appkit.log("warning", "SIGTERM received, stopping", completed_epochs=completed,
+                   checkpoint=None, resume=f"no checkpoint: {completed} completed epoch(s) will be redone")
+    return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The ML platform as real pods on the embedded cluster, seen through the candidate's kubeconfig."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from answer_markers import candidate_view, markers_in
+from polling import wait
+
+pytestmark = pytest.mark.cluster
+
+
+
+
+@contextmanager
+def port_forward(cluster, kubeconfig, target: str, namespace: str, remote: int):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        local = sock.getsockname()[1]
+    proc = subprocess.Popen([str(cluster.kubectl_path), "port-forward", "-n", namespace, target, f"{local}:{remote}"],
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "Forwarding from" in line, line
+        yield f"http://127.0.0.1:{local}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def process_of(pod: str) -> int | None:
+    """The pid of the local process running ``pod`` (found by the POD_NAME its kubelet gave it)."""
+    needle = f"POD_NAME={pod}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if needle in handle.read().split(b"\0"):
+                        return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+def pod_pids(cluster, namespace: str, selector: str) -> dict[str, int | None]:
+    """Running pod name -> pid of its real process."""
+    pods = cluster.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    return {p["metadata"]["name"]: process_of(p["metadata"]["name"])
+            for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def test_predict_through_port_forward_and_request_in_logs(platform, cluster, candidate):
+    from mlops_drill.injector import baseline
+
+    kubeconfig = baseline.candidate_kubeconfig_path(platform)
+    with port_forward(cluster, kubeconfig, "svc/fraud-model", "serving", 80) as base:
+        response = httpx.post(base + "/predict", json={"entity_id": "acct-000042"}, timeout=10)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert 0.0 <= body["score"] <= 1.0 and body["model_version"] == "3"
+        request_id = body["request_id"]
+    # What the on-call engineer types: the Deployment's logs (both replicas; the Service picked one).
+    found = wait(lambda: request_id in candidate("logs", "deploy/fraud-model", "-n", "serving",
+                                                 "--all-pods=true").stdout,
+                 what="the request's log line", timeout=15)
+    assert found
+
+
+def _ready_since(cluster, namespace: str, selector: str) -> dict[str, str]:
+    """Pod name -> when its running container started, for the pods that are Ready."""
+    pods = cluster.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    return {p["metadata"]["name"]: s["state"]["running"]["startedAt"]
+            for p in pods if not p["metadata"].get("deletionTimestamp")
+            for s in (p["status"].get("containerStatuses") or []) if s.get("ready") and "running" in s["state"]}
+
+
+def test_port_forward_reaches_the_new_process_after_the_node_agent_restarts(platform, cluster, candidate):
+    """`cluster up` after a dead API server restarts the node agent, and with it every pod's process on a new
+    port: `kubectl port-forward` must follow (a PortForward left pointing at the old port drops the connection)."""
+    from mlops_drill.cluster import daemons
+    from mlops_drill.injector import baseline
+
+    before = _ready_since(cluster, "serving", "app=fraud-model")
+    assert before
+    daemons.stop("agent", cluster.backend.state)
+    cluster.backend._start_agent()
+    wait(lambda: (now := _ready_since(cluster, "serving", "app=fraud-model")).keys() == before.keys()
+         and all(now[p] != before[p] for p in before), what="fraud-model Ready again in new processes", timeout=60)
+    baseline.wait_healthy(platform, timeout=60)
+    kubeconfig = baseline.candidate_kubeconfig_path(platform)
+    with port_forward(cluster, kubeconfig, "svc/fraud-model", "serving", 80) as base:
+        response = httpx.post(base + "/predict", json={"entity_id": "acct-000042"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_metrics_parse_and_metadata_agrees_with_registry(platform, cluster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with platform.service("serving", "fraud-model") as base:
+        metrics = httpx.get(base + "/metrics", timeout=10).text
+        metadata = httpx.get(base + "/metadata", timeout=10).json()
+    names = {f.name for f in text_string_to_metric_families(metrics)}
+    assert {"inference_request_duration_seconds", "prediction_confidence", "feature_null_rate",
+            "model_load_seconds"} <= names, names
+    with platform.service("registry", "model-registry") as base:
+        latest = httpx.get(base + "/api/2.0/mlflow/registered-models/get-latest-versions",
+                           params={"name": "fraud-model", "stages": "Production"}, timeout=10).json()
+    production = latest["model_versions"][0]
+    assert metadata["model_version"] == production["version"]
+    assert metadata["stage"] == "Production"
+
+
+def test_pending_pod_has_no_process_and_service_refuses(platform, cluster):
+    """A pod that cannot schedule has no process: curl through its own Service really fails."""
+    ns = cluster.namespace("pend")
+    cluster.apply(f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: lonely, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: lonely}}}}
+  template:
+    metadata: {{labels: {{app: lonely, mlops-drill.dev/process: "true"}}}}
+    spec:
+      nodeSelector: {{pool: gpu}}
+      containers:
+      - {{name: app, image: mlops-drill/fraud-model:1.4.0, command: [python, -m, http.server],
+          ports: [{{containerPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: lonely, namespace: {ns}}}
+spec:
+  selector: {{app: lonely}}
+  ports: [{{port: 80, targetPort: 8080}}]
+""")
+    wait(lambda: any(e["reason"] == "FailedScheduling" for e in cluster.json("get", "events", "-n", ns)["items"]),
+         what="FailedScheduling")
+    with platform.service(ns, "lonely") as base:
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(base + "/", timeout=3)
+
+
+def test_rollout_restart_and_undo_start_new_processes(platform, cluster, candidate):
+    before = pod_pids(cluster, "registry", "app=model-registry")
+    candidate("rollout", "restart", "deploy/model-registry", "-n", "registry")
+    candidate("rollout", "status", "deploy/model-registry", "-n", "registry", "--timeout=90s")
+    after = wait(lambda: (p := pod_pids(cluster, "registry", "app=model-registry")) and set(p).isdisjoint(before)
+                 and len(p) == len(before) and all(p.values()) and p, what="new registry pods")
+    assert set(after.values()).isdisjoint(before.values())
+    new_pod = next(iter(after))
+    log = candidate("logs", new_pod, "-n", "registry").stdout
+    assert log.strip(), "a new process writes a new log"
+    candidate("rollout", "undo", "deploy/model-registry", "-n", "registry")
+    candidate("rollout", "status", "deploy/model-registry", "-n", "registry", "--timeout=90s")
+    final = wait(lambda: (p := pod_pids(cluster, "registry", "app=model-registry")) and set(p).isdisjoint(after)
+                 and all(p.values()) and p, what="pods after undo")
+    assert set(final.values()).isdisjoint(after.values())
+
+
+def test_candidate_sees_no_fault_markers_or_answers(platform, cluster, candidate):
+    """With a fault injected, everything the candidate can list is free of markers and answer keys."""
+    from mlops_drill.injector import engine
+
+    engine.start(platform, "gpu-missing-toleration")
+    try:
+        found = markers_in(candidate_view(candidate))
+        assert not found, f"candidate can read {found}"
+        denied = candidate("get", "configmaps", "-n", "mlops-drill-system", check=False)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+        denied = candidate("get", "portforwards.kwok.x-k8s.io", "-A", check=False)
+        assert denied.returncode != 0
+    finally:
+        engine.reset(platform)
