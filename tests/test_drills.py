@@ -30,6 +30,8 @@ import httpx
 import pytest
 import yaml
 
+from polling import wait
+
 pytestmark = pytest.mark.cluster
 
 SCENARIO = "gpu-missing-toleration"
@@ -291,10 +293,8 @@ def test_stopping_the_drill_removes_every_seat_cluster(drill_server, drill, tmp_
         # The browser test joins seat 3; where it was skipped (no Chromium), join it here.
         session = _join(drill_server, drill["codes"][3], ["kubectl get pods -n serving"], tmp_path / "home3",
                         hand_in=False)
-        deadline = time.monotonic() + 60
-        while not http.get(f"/api/drills/{drill['id']}").json()["seats"][2]["joined"]:  # streamed
-            assert time.monotonic() < deadline, "seat 3's shell never streamed its command"
-            time.sleep(0.5)
+        wait(lambda: http.get(f"/api/drills/{drill['id']}").json()["seats"][2]["joined"], 60,
+             "seat 3's shell streaming its command", 0.5)
         session.close(force=True)
     stopped = http.delete(f"/api/drills/{drill['id']}", timeout=600).json()
     assert stopped["state"] == "stopped"
