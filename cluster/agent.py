@@ -41,8 +41,9 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.networking.request_timeout = 30
     # Keep retrying through an API server restart (`cluster up` recovering a dead one) instead of giving up.
     settings.networking.error_backoffs = [0.5, 1, 2, 3] + [5] * 10_000
-    assert DEVICES is not None
+    assert DEVICES is not None and KUBELET is not None
     await asyncio.to_thread(DEVICES.ensure_inventory)
+    KUBELET.resync_task = asyncio.get_running_loop().create_task(KUBELET.resync_forever())
 
 
 @kopf.on.event("", "v1", "pods", labels={PROCESS_LABEL: "true"}, registry=registry)

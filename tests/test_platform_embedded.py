@@ -178,3 +178,50 @@ def test_candidate_sees_no_fault_markers_or_answers(platform, cluster, candidate
         assert denied.returncode != 0
     finally:
         engine.reset(platform)
+
+
+def test_relist_stops_the_process_of_a_pod_deleted_behind_the_watchs_back(cluster, tmp_path):
+    """A watch that reconnects never replays deletions: the kubelet's periodic relist must catch them.
+
+    A second process kubelet runs in this test and is never told of the deletion
+    (no watch at all); only its relist against the real API server can see it.
+    """
+    import asyncio
+
+    from mlops_drill.cluster.processpods.kubelet import ProcessKubelet
+    from mlops_drill.cluster.processpods.podspec import PROCESS_LABEL
+
+    ns = cluster.namespace("relist")
+    cluster.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: sleeper, namespace: {ns}, labels: {{{PROCESS_LABEL}: "true"}}}}
+spec:
+  nodeSelector: {{pool: cpu}}
+  containers: [{{name: main, image: python:3.11, command: [python, -c, "import time; time.sleep(3600)"]}}]
+""")
+    wait(lambda: cluster.json("get", "pod", "sleeper", "-n", ns)["status"].get("podIP"), what="sleeper Running")
+    kubelet = ProcessKubelet(tmp_path, cluster.kubeconfig)
+
+    async def scenario() -> tuple[bool, int | None]:
+        core = kubelet.kubelet.core
+        pod = core.api_client.sanitize_for_serialization(core.read_namespaced_pod("sleeper", ns))
+        await kubelet.pod_event("ADDED", pod)
+        runner = kubelet.runners[pod["metadata"]["uid"]]
+        for _ in range(100):
+            if runner.proc is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert runner.proc is not None and runner.proc.returncode is None, "the sleeper's process started"
+        await kubelet.resync()
+        kept = pod["metadata"]["uid"] in kubelet.runners
+        await asyncio.to_thread(cluster.kubectl, "delete", "pod", "sleeper", "-n", ns, "--grace-period=0",
+                                "--force")
+        await kubelet.resync()
+        assert pod["metadata"]["uid"] not in kubelet.runners
+        await kubelet.shutdown()
+        return kept, runner.proc.returncode
+
+    kept, returncode = asyncio.run(scenario())
+    assert kept, "a pod that still exists keeps its process"
+    assert returncode is not None, "the deleted pod's process was stopped"

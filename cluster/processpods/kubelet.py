@@ -5,10 +5,12 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from pathlib import Path
 
 from mlops_drill.cluster.gpu.model import GpuNode, new_node
 from mlops_drill.cluster.processpods.kubeproxy import ServiceProxy
+from mlops_drill.cluster.processpods.podspec import PROCESS_LABEL
 from mlops_drill.cluster.processpods.runner import Kubelet, PodRunner
 
 log = logging.getLogger("mlops_drill.processpods")
@@ -26,6 +28,8 @@ class ProcessKubelet:
         self.state = state
         self.runners: dict[str, PodRunner] = {}
         self.finished: set[str] = set()
+        self.created: dict[str, float] = {}  # pod UID -> when its runner was made (monotonic)
+        self.resync_task: asyncio.Task | None = None
         self.proxy = ServiceProxy(state / "services.json", self.resolve)
         self.kubelet = Kubelet(
             call=self._call, core=client.CoreV1Api(api), custom=client.CustomObjectsApi(api), state=state,
@@ -49,9 +53,13 @@ class ProcessKubelet:
         model = model or new_node(node)
         return [d.uuid for d in model.devices if d.healthy]
 
-    def resolve(self, pod_ip: str, port: int) -> int | None:
+    def resolve(self, uid: str, pod_ip: str, port: int) -> int | None:
+        """The local port of the ready process behind one endpoint (by pod UID; by IP only without one)."""
+        if uid:
+            runner = self.runners.get(uid)
+            return runner.port_for(port) if runner is not None and runner.ready and not runner.stopping else None
         for runner in self.runners.values():
-            if runner.pod_ip == pod_ip and runner.ready:
+            if runner.pod_ip == pod_ip and runner.ready and not runner.stopping:
                 return runner.port_for(port)
         return None
 
@@ -61,6 +69,7 @@ class ProcessKubelet:
         gone = event_type == "DELETED" or pod["metadata"].get("deletionTimestamp")
         if gone:
             runner = self.runners.pop(uid, None)
+            self.created.pop(uid, None)
             self.finished.discard(uid)
             if runner:
                 await runner.stop(grace=5)
@@ -71,6 +80,7 @@ class ProcessKubelet:
             return
         runner = PodRunner(self.kubelet, pod)
         self.runners[uid] = runner
+        self.created[uid] = time.monotonic()
 
         async def supervise() -> None:
             try:
@@ -83,9 +93,42 @@ class ProcessKubelet:
                 if not runner.stopping:  # ended on its own: a completed Job pod, or a runner error
                     self.finished.add(uid)
                     self.runners.pop(uid, None)
+                    self.created.pop(uid, None)
 
         runner.task = asyncio.create_task(supervise())
 
+    async def resync(self) -> None:
+        """Relist the process pods and converge, as a kubelet's periodic sync does.
+
+        A watch that reconnects (API server restart, an expired resource version)
+        replays what exists, never what was deleted meanwhile: without this, a
+        deleted pod's process would run on and a missed Running pod would never start.
+        """
+        listed_at = time.monotonic()
+        found = await self._call(self.kubelet.core.list_pod_for_all_namespaces,
+                                 label_selector=f"{PROCESS_LABEL}=true", _request_timeout=30)
+        pods = self.kubelet.core.api_client.sanitize_for_serialization(found.items)
+        live = {p["metadata"]["uid"]: p for p in pods}
+        for uid, runner in list(self.runners.items()):
+            if uid not in live and self.created.get(uid, listed_at) < listed_at:
+                log.info("pod %s/%s is gone from the API: stopping its process", runner.namespace, runner.name)
+                await self.pod_event("DELETED", runner.pod)
+        self.finished &= set(live)
+        for pod in pods:
+            await self.pod_event(None, pod)
+
+    async def resync_forever(self, period: float = 10.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.resync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API is away for a moment: the next period tries again
+                log.warning("pod resync failed: %s", exc)
+
     async def shutdown(self) -> None:
+        if self.resync_task is not None:
+            self.resync_task.cancel()
         await asyncio.gather(*(r.stop(grace=2) for r in list(self.runners.values())), return_exceptions=True)
         self.proxy.close()

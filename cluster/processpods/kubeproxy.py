@@ -4,6 +4,12 @@ Traffic goes only to endpoints the real endpoint controller marks ready (from
 EndpointSlices), so an unready or Pending pod really receives nothing. The
 table of listeners is written to a JSON file that platform processes read
 through ``mlops_drill.mlplatform.discovery``.
+
+An endpoint is matched to its process by the pod UID in the slice's
+``targetRef``, not by address: KWOK hands a freed pod IP to the next pod at
+once, so while a deleted pod's process is still stopping (or when its runner
+outlived a missed watch event) two processes share one IP, and an IP lookup
+sent a Service's traffic to the wrong, or the old, process.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from typing import Callable
 
 log = logging.getLogger("mlops_drill.kubeproxy")
 
-# (pod IP, target port) -> local port of the process serving it, or None.
-Resolver = Callable[[str, int], "int | None"]
+# (pod UID or "" when the slice names none, pod IP, target port) -> local port of its process, or None.
+Resolver = Callable[[str, str, int], "int | None"]
+Endpoint = tuple[str, str, dict[str, int], bool]  # pod UID, address, port name -> port, ready
 
 
 class ServiceProxy:
@@ -27,7 +34,7 @@ class ServiceProxy:
         self.resolve = resolve
         self.ports: dict[tuple[str, str, int], tuple[asyncio.base_events.Server, int]] = {}
         self.target_ports: dict[tuple[str, str, int], int | str] = {}
-        self.endpoints: dict[tuple[str, str], dict[str, list[tuple[str, dict[str, int], bool]]]] = {}
+        self.endpoints: dict[tuple[str, str], dict[str, list[Endpoint]]] = {}
         self._rr = itertools.count()
 
     # -- desired state from the API ------------------------------------------------------
@@ -59,7 +66,8 @@ class ServiceProxy:
             return
         port_map = {p.get("name") or "": int(p["port"]) for p in eps.get("ports") or [] if p.get("port")}
         per_service[meta["name"]] = [
-            (addr, port_map, bool((ep.get("conditions") or {}).get("ready")))
+            (str((ep.get("targetRef") or {}).get("uid") or ""), addr, port_map,
+             bool((ep.get("conditions") or {}).get("ready")))
             for ep in eps.get("endpoints") or [] for addr in ep.get("addresses") or []
         ]
 
@@ -68,13 +76,13 @@ class ServiceProxy:
         target = self.target_ports.get(key)
         candidates = []
         for slice_eps in self.endpoints.get(key[:2], {}).values():
-            for addr, port_map, ready in slice_eps:
+            for uid, addr, port_map, ready in slice_eps:
                 if not ready:
                     continue
                 port = target if isinstance(target, int) else port_map.get(str(target) if target else "")
                 if port is None and port_map:
                     port = next(iter(port_map.values()))
-                local = self.resolve(addr, int(port)) if port is not None else None
+                local = self.resolve(uid, addr, int(port)) if port is not None else None
                 if local:
                     candidates.append(local)
         if not candidates:
