@@ -184,7 +184,8 @@ def test_relist_stops_the_process_of_a_pod_deleted_behind_the_watchs_back(cluste
     """A watch that reconnects never replays deletions: the kubelet's periodic relist must catch them.
 
     A second process kubelet runs in this test and is never told of the deletion
-    (no watch at all); only its relist against the real API server can see it.
+    (no watch at all); only its relist against the real API server can see it. It
+    owns only this test's pod (its selector), so it leaves the platform's pods alone.
     """
     import asyncio
 
@@ -195,13 +196,13 @@ def test_relist_stops_the_process_of_a_pod_deleted_behind_the_watchs_back(cluste
     cluster.apply(f"""
 apiVersion: v1
 kind: Pod
-metadata: {{name: sleeper, namespace: {ns}, labels: {{{PROCESS_LABEL}: "true"}}}}
+metadata: {{name: sleeper, namespace: {ns}, labels: {{{PROCESS_LABEL}: "true", relist-test: {ns}}}}}
 spec:
   nodeSelector: {{pool: cpu}}
   containers: [{{name: main, image: python:3.11, command: [python, -c, "import time; time.sleep(3600)"]}}]
 """)
     wait(lambda: cluster.json("get", "pod", "sleeper", "-n", ns)["status"].get("podIP"), what="sleeper Running")
-    kubelet = ProcessKubelet(tmp_path, cluster.kubeconfig)
+    kubelet = ProcessKubelet(tmp_path, cluster.kubeconfig, selector=f"{PROCESS_LABEL}=true,relist-test={ns}")
 
     async def scenario() -> tuple[bool, int | None]:
         core = kubelet.kubelet.core

@@ -19,7 +19,8 @@ log = logging.getLogger("mlops_drill.processpods")
 class ProcessKubelet:
     """Owns all runners and the service proxy for one cluster."""
 
-    def __init__(self, state: Path, kubeconfig: Path) -> None:
+    def __init__(self, state: Path, kubeconfig: Path, selector: str = f"{PROCESS_LABEL}=true") -> None:
+        """``selector``: the pods this kubelet owns (its relist looks at no others)."""
         from kubernetes import client
 
         from mlops_drill.cluster.kube import api_client
@@ -27,6 +28,7 @@ class ProcessKubelet:
         api = api_client(kubeconfig)
         self.state = state
         self.runners: dict[str, PodRunner] = {}
+        self.selector = selector
         self.finished: set[str] = set()
         self.created: dict[str, float] = {}  # pod UID -> when its runner was made (monotonic)
         self.resync_task: asyncio.Task | None = None
@@ -106,7 +108,7 @@ class ProcessKubelet:
         """
         listed_at = time.monotonic()
         found = await self._call(self.kubelet.core.list_pod_for_all_namespaces,
-                                 label_selector=f"{PROCESS_LABEL}=true", _request_timeout=30)
+                                 label_selector=self.selector, _request_timeout=30)
         pods = self.kubelet.core.api_client.sanitize_for_serialization(found.items)
         live = {p["metadata"]["uid"]: p for p in pods}
         for uid, runner in list(self.runners.items()):
