@@ -200,6 +200,7 @@ def _assert_acceptance(ids, rows):
     from mlops_drill.server.benchmark import rows_table
 
     table = rows_table(list(rows.values()), "md")
+    print("\n" + table)  # shown with `pytest -s`: the figures the assertions below read
     for sid in ids:
         base, rand = rows[sid, "baseline"], rows[sid, "random"]
         assert base.error is None and base.score is not None, (sid, base.error, table)
