@@ -14,10 +14,10 @@ sent a Service's traffic to the wrong, or the old, process.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +35,10 @@ class ServiceProxy:
         self.ports: dict[tuple[str, str, int], tuple[asyncio.base_events.Server, int]] = {}
         self.target_ports: dict[tuple[str, str, int], int | str] = {}
         self.endpoints: dict[tuple[str, str], dict[str, list[Endpoint]]] = {}
-        self._rr = itertools.count()
+        # kube-proxy's default (iptables) mode picks an endpoint at random per connection. A round robin
+        # shared by every Service fell into step with the replay's fixed pattern of calls, so one pod of
+        # three could go without traffic for tens of seconds.
+        self._choose = random.Random().choice
 
     # -- desired state from the API ------------------------------------------------------
     async def service_changed(self, svc: dict, deleted: bool = False) -> None:
@@ -87,7 +90,7 @@ class ServiceProxy:
                     candidates.append(local)
         if not candidates:
             return None
-        return candidates[next(self._rr) % len(candidates)]
+        return self._choose(candidates)
 
     async def _handle(self, key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         local = self._pick(key)
