@@ -42,6 +42,8 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     # Keep retrying through an API server restart (`cluster up` recovering a dead one) instead of giving up.
     settings.networking.error_backoffs = [0.5, 1, 2, 3] + [5] * 10_000
     assert DEVICES is not None and KUBELET is not None
+    if KUBELET.kubelet.zygote is not None:
+        await KUBELET.kubelet.zygote.start()  # warms up while the inventory is made and the watches start
     await asyncio.to_thread(DEVICES.ensure_inventory)
     KUBELET.resync_task = asyncio.get_running_loop().create_task(KUBELET.resync_forever())
 

@@ -124,6 +124,11 @@ def pod_process(ctx: DrillContext, namespace: str, name: str) -> LocalProcess | 
     state = getattr(ctx.backend, "state", None)
     if not ctx.backend.runs_processes or state is None:
         raise DrillError("this fault needs process-backed pods (the embedded backend)")
+    from mlops_drill.cluster.processpods import records
+
+    recorded = records.find(Path(state), namespace, name)
+    if recorded is not None:  # what the kubelet wrote; a forked container's /proc environ is the zygote's
+        return LocalProcess(*recorded)
     services = str(Path(state) / "services.json")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

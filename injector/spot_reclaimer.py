@@ -37,6 +37,7 @@ class Reclaimer:
         self.core = client.CoreV1Api(api_client(kubeconfig))
         self.namespace, self.job, self.node, self.after = namespace, job, node, after
         self.local_processes = local_processes
+        self.state = Path(kubeconfig).resolve().parent  # the embedded cluster's folder holds its kubeconfig
         self.done: set[str] = set()
 
     def budget(self, uid: str) -> float:
@@ -68,7 +69,7 @@ class Reclaimer:
             body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=self.namespace))
             self.core.create_namespaced_pod_eviction(name, self.namespace, body)
             return
-        pid = _pod_process(name, self.namespace)
+        pid = _pod_process(name, self.namespace, self.state)
         if pid is None:
             return
         # A kubelet shutting its node down marks the pod Failed with the disruption condition, then stops
@@ -124,8 +125,13 @@ class Reclaimer:
             time.sleep(1.0)
 
 
-def _pod_process(pod: str, namespace: str) -> int | None:
-    """The local process the process kubelet runs for ``pod`` (found by the env it was given)."""
+def _pod_process(pod: str, namespace: str, state: Path | None = None) -> int | None:
+    """The local process the process kubelet runs for ``pod``: its record, else found by the env it was given."""
+    from mlops_drill.cluster.processpods import records
+
+    recorded = records.find(state, namespace, pod) if state is not None else None
+    if recorded is not None:
+        return recorded[0]
     want = {f"POD_NAME={pod}".encode(), f"POD_NAMESPACE={namespace}".encode()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -34,24 +34,23 @@ def port_forward(cluster, kubeconfig, target: str, namespace: str, remote: int):
         proc.wait(timeout=10)
 
 
-def process_of(pod: str) -> int | None:
-    """The pid of the local process running ``pod`` (found by the POD_NAME its kubelet gave it)."""
-    needle = f"POD_NAME={pod}".encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if needle in handle.read().split(b"\0"):
-                        return int(entry)
-            except OSError:
-                continue
-    return None
+def process_of(cluster, namespace: str, pod: str) -> int | None:
+    """The pid of the live local process running ``pod``, from the record its kubelet wrote.
+
+    (A container forked by the zygote shows the zygote's environment in /proc,
+    so POD_NAME cannot be searched for there; the record is checked against the
+    process's start time, so a recycled pid is not taken for it.)
+    """
+    from mlops_drill.cluster.processpods import records
+
+    found = records.find(cluster.state, namespace, pod)
+    return found[0] if found else None
 
 
 def pod_pids(cluster, namespace: str, selector: str) -> dict[str, int | None]:
     """Running pod name -> pid of its real process."""
     pods = cluster.json("get", "pods", "-n", namespace, "-l", selector)["items"]
-    return {p["metadata"]["name"]: process_of(p["metadata"]["name"])
+    return {p["metadata"]["name"]: process_of(cluster, namespace, p["metadata"]["name"])
             for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 

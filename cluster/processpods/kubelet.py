@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from mlops_drill.cluster.gpu.model import GpuNode, new_node
+from mlops_drill.cluster.processpods import forking
+from mlops_drill.cluster.processpods.forking import Zygote
 from mlops_drill.cluster.processpods.kubeproxy import ServiceProxy
 from mlops_drill.cluster.processpods.podspec import PROCESS_LABEL
 from mlops_drill.cluster.processpods.runner import Kubelet, PodRunner
@@ -36,7 +38,7 @@ class ProcessKubelet:
         self.kubelet = Kubelet(
             call=self._call, core=client.CoreV1Api(api), custom=client.CustomObjectsApi(api), state=state,
             services_file=state / "services.json", gpu_state_file=state / "gpu" / "state.json",
-            gpu_devices=self.gpu_devices,
+            gpu_devices=self.gpu_devices, zygote=Zygote(state) if forking.enabled() else None,
         )
         (state / "gpu").mkdir(parents=True, exist_ok=True)
         (state / "services.json").write_text("{}")
@@ -133,4 +135,6 @@ class ProcessKubelet:
         if self.resync_task is not None:
             self.resync_task.cancel()
         await asyncio.gather(*(r.stop(grace=2) for r in list(self.runners.values())), return_exceptions=True)
+        if self.kubelet.zygote is not None:
+            await self.kubelet.zygote.stop()
         self.proxy.close()

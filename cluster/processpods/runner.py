@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlops_drill.cluster.processpods import records
 from mlops_drill.cluster.processpods.podspec import ProcessSpec, SpecError, gpu_request, process_spec
 
 log = logging.getLogger("mlops_drill.processpods")
@@ -85,6 +86,7 @@ class Kubelet:
     gpu_devices: Callable[[str], list[str]]  # node -> healthy device UUIDs
     gpu_in_use: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> uuid -> pod uid
     on_endpoint_change: Callable[[], None] = lambda: None
+    zygote: Any = None  # forking.Zygote: forks ``python -m mlops_drill.…`` containers; None: exec all
 
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         import base64
@@ -332,10 +334,12 @@ class PodRunner:
         self.container_id = hashlib.sha256(f"{self.uid}/{self.restarts}".encode()).hexdigest()
         await self.event("Created", f"Created container: {self.spec.container}")
         logf = open(self.log_file, "ab")
+        env = self._env()
         try:
-            self.proc = await asyncio.create_subprocess_exec(
+            forked = await self.k.zygote.spawn(self.spec.argv, self.dir, env, 1 << 20) if self.k.zygote else None
+            self.proc = forked or await asyncio.create_subprocess_exec(
                 *self.spec.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL, cwd=self.dir, env=self._env(), preexec_fn=_die_with_parent,
+                stdin=asyncio.subprocess.DEVNULL, cwd=self.dir, env=env, preexec_fn=_die_with_parent,
                 limit=1 << 20)
         except OSError as exc:
             logf.write(cri_line("stderr", f"exec {self.spec.argv[0]}: {exc}"))
@@ -343,6 +347,10 @@ class PodRunner:
             self.last_terminated = {"exitCode": 128, "reason": "StartError", "message": str(exc),
                                     "startedAt": now_iso(), "finishedAt": now_iso()}
             return 128, 0.0
+        try:
+            records.write(self.dir, self.proc.pid, env)
+        except OSError as exc:  # only lookups by the injector need it; the container runs regardless
+            log.warning("pod %s/%s: no process record: %s", self.namespace, self.name, exc)
         pumps = [asyncio.create_task(_pump(self.proc.stdout, "stdout", logf)),
                  asyncio.create_task(_pump(self.proc.stderr, "stderr", logf))]
         self.started_at = now_iso()
@@ -358,6 +366,7 @@ class PodRunner:
             code = await self.proc.wait()
             await asyncio.gather(*pumps, return_exceptions=True)
         finally:
+            records.clear(self.dir)
             if probe:
                 probe.cancel()
             logf.close()

@@ -1,0 +1,221 @@
+"""A pre-warmed Python that forks the platform's containers instead of exec'ing them.
+
+Why: every platform container is ``python -m mlops_drill.…``, and on a 2-core
+machine most of its start-up (about 1 s of a 2.3 s pod start) is importing
+FastAPI, pydantic, uvicorn and numpy. A rollout of ``fraud-model`` starts its
+pods one after another, so that second dominated how fast a fault shows and how
+fast ``reset`` puts the baseline back. The zygote imports those third-party
+libraries once per cluster and forks a child per container, as Android's zygote
+and CPython's ``forkserver`` do. It imports nothing of ``mlops_drill``: the
+child imports the app fresh after its environment is set, so no module-level
+state (paths, caches, env reads) leaks from one container into another.
+
+A forked child is still a real process with its own pid, session, file
+descriptors and exit status; what differs from an exec is that
+``/proc/<pid>/environ`` keeps the zygote's start-up block, so the kubelet
+records each container's pid and env in the pod's folder (``records.py``) and
+every lookup reads that record first.
+
+Protocol, one Unix-socket connection per container: the client sends one JSON
+line (argv, env, cwd) with stdin, stdout and stderr attached as SCM_RIGHTS
+descriptors; the zygote answers ``{"pid": N}`` and later ``{"exit": CODE}``
+(CODE as ``Popen.returncode``: negative for a signal). Only ``python -m
+mlops_drill.…`` commands come here (``forkable``); anything else is exec'd.
+
+Run: ``python -m mlops_drill.cluster.processpods.zygote ADDRESS`` (a Unix socket path, or
+``@name`` for an abstract one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+#: What the platform's apps import; each is imported once here and shared by every child.
+PRELOAD = ("numpy", "yaml", "httpx", "pydantic", "fastapi", "fastapi.responses", "starlette.middleware",
+           "uvicorn", "uvicorn.config", "uvicorn.server", "uvicorn.main", "uvicorn.loops.asyncio",
+           "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
+           "uvicorn.lifespan.on", "kubernetes.client")
+MAX_REQUEST = 4 << 20
+
+
+def forkable(argv: list[str]) -> bool:
+    """``<this interpreter> -m mlops_drill.…``: what the zygote can run without an exec."""
+    return len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2].startswith("mlops_drill.")
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional speed-up (httptools, ...) missing: the child imports what it needs
+            continue
+
+
+def _die_with(parent: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the parent died before the prctl took hold
+        os._exit(1)
+
+
+def _run_child(request: dict, fds: list[int], zygote_pid: int) -> None:
+    """In the forked child: become the container's process, run its module, exit with its status."""
+    import io
+    import runpy
+
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _die_with(zygote_pid)
+        os.setsid()
+        try:  # `ps -o comm`, `top`: the container's module, not "python"
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").prctl(15, request["argv"][2].rsplit(".", 1)[-1][:15].encode(), 0, 0, 0)
+        except OSError:
+            pass
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True, write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True, write_through=True)
+        if "numpy" in sys.modules:  # the legacy global RNG is copied by fork: give each child its own
+            sys.modules["numpy"].random.seed()
+        argv = request["argv"]
+        sys.argv = [argv[2], *argv[3:]]
+        sys.path[0] = os.getcwd()  # what `python -m` puts first
+        try:
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            code = 128 + signal.SIGINT
+        except BaseException:  # what `python -m` prints for an uncaught exception, and its status
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        try:
+            import threading
+
+            threading._shutdown()  # type: ignore[attr-defined]  # join non-daemon threads, as exit does
+            import atexit
+
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+    if not msg:
+        raise EOFError  # a readiness check: connected, sent nothing
+    data = bytearray(msg)
+    conn.settimeout(10)
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk or len(data) > MAX_REQUEST:
+            raise ValueError("incomplete request")
+        data += chunk
+    return json.loads(data), list(fds)
+
+
+def serve(address: str) -> None:
+    """Accept spawn requests until the parent (the node agent) dies."""
+    _die_with(os.getppid())
+    _preload()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(address)
+    server.listen(64)
+    print(f"zygote ready ({len(sys.modules)} modules preloaded)", flush=True)
+    waiting: dict[int, socket.socket] = {}
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    me = os.getpid()
+    while True:
+        for key, _ in selector.select():
+            if key.data == "accept":
+                conn, _ = server.accept()
+                fds: list[int] = []
+                try:
+                    request, fds = _read_request(conn)
+                except (OSError, ValueError, EOFError) as exc:
+                    if not isinstance(exc, EOFError):
+                        print(f"zygote: bad request: {exc}", file=sys.stderr, flush=True)
+                    for fd in fds:
+                        os.close(fd)
+                    conn.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    conn.close()
+                    server.close()
+                    _run_child(request, fds, me)
+                for fd in fds:
+                    os.close(fd)
+                waiting[pid] = conn
+                try:
+                    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+                except OSError:
+                    pass
+            else:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    conn = waiting.pop(pid, None)
+                    if conn is not None:
+                        try:
+                            conn.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+                        except OSError:
+                            pass
+                        conn.close()
+
+
+if __name__ == "__main__":
+    serve("\0" + sys.argv[1][1:] if sys.argv[1].startswith("@") else sys.argv[1])
