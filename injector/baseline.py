@@ -6,9 +6,12 @@ twice changes nothing: every fault's revert builds on this.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -45,6 +48,54 @@ REPLACED = {"Deployment": "spec", "DaemonSet": "spec", "StatefulSet": "spec", "C
             "ConfigMap": "data", "Secret": "data"}
 
 
+#: While set, restored Deployments roll all their pods at once (see ``surging``).
+_SURGING: contextvars.ContextVar[bool] = contextvars.ContextVar("surging", default=False)
+SURGE_STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
+#: What the API server stores for a Deployment that names no strategy.
+DEFAULT_STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+
+
+def as_sent(doc: dict[str, Any]) -> dict[str, Any]:
+    """The baseline object as a restore sends it: while surging, a Deployment with the surge strategy."""
+    if not _SURGING.get() or doc["kind"] != "Deployment":
+        return doc
+    sent = copy.deepcopy(doc)
+    sent["spec"]["strategy"] = SURGE_STRATEGY
+    return sent
+
+
+@contextlib.contextmanager
+def surging(ctx: DrillContext) -> Iterator[None]:
+    """Restore Deployments with every replacement pod started at once, then give back their strategy.
+
+    Why: the baseline's ``maxSurge: 1`` rolls ``fraud-model`` one pod after the
+    other (each about 1.3 s: start, model load, the first passing readiness
+    probe), which is right for the candidate's rollouts but makes ``reset`` wait
+    for every pod in turn. The strategy is not part of the pod template, so
+    putting it back afterwards starts no new rollout; the candidate of the next
+    scenario sees the baseline's Deployment exactly.
+    """
+    token = _SURGING.set(True)
+    try:
+        yield
+    finally:
+        _SURGING.reset(token)
+        from kubernetes.client.exceptions import ApiException
+
+        for doc in documents(ctx):
+            if doc["kind"] != "Deployment":
+                continue
+            meta = doc["metadata"]
+            try:
+                ctx.apps.patch_namespaced_deployment(
+                    meta["name"], meta["namespace"], [{"op": "replace", "path": "/spec/strategy",
+                                                      "value": doc["spec"].get("strategy", DEFAULT_STRATEGY)}],
+                    field_manager="mlops-drill", _content_type="application/json-patch+json")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
 def reset_exact(ctx: DrillContext, doc: dict[str, Any]) -> None:
     """Replace a workload's spec (a ConfigMap's data) wholesale with the baseline's.
 
@@ -58,6 +109,7 @@ def reset_exact(ctx: DrillContext, doc: dict[str, Any]) -> None:
     field = REPLACED.get(doc["kind"])
     if field is None or field not in doc:
         return
+    doc = as_sent(doc)
     meta = doc["metadata"]
     patchers = {"Deployment": ctx.apps.patch_namespaced_deployment, "DaemonSet": ctx.apps.patch_namespaced_daemon_set,
                 "StatefulSet": ctx.apps.patch_namespaced_stateful_set,
@@ -79,7 +131,7 @@ def restore(ctx: DrillContext, kind: str, name: str, namespace: str | None = Non
         # A Job's pod template is immutable: replace the Job instead.
         ctx.delete("job", name, namespace, wait=True)
     reset_exact(ctx, doc)
-    ctx.apply([doc])
+    ctx.apply([as_sent(doc)])
 
 
 def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:

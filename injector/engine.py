@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,22 +147,31 @@ def verify(ctx: DrillContext, record: bool = True, wait: bool = True) -> list[Ch
 
 def reset(ctx: DrillContext) -> float:
     """Back to the healthy baseline without recreating the cluster; seconds taken."""
-    started = time.monotonic()
-    session = load_session(ctx)
-    for record in (session.faults if session else []):
-        make(record.name, record.params).revert(ctx)
-    docs = [d for d in baseline.documents(ctx) if d["kind"] != "Job"]
-    for doc in docs:
-        baseline.reset_exact(ctx, doc)
-    ctx.apply(docs)
-    # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
     from mlops_drill.cluster.nodes import NODE_POOLS
     from mlops_drill.injector.nodes import restore_node
 
-    for node in NODE_POOLS:
-        restore_node(ctx, node.name)
-    session_path(ctx).unlink(missing_ok=True)
-    baseline.wait_healthy(ctx)
+    started = time.monotonic()
+    session = load_session(ctx)
+    faults = [make(record.name, record.params) for record in (session.faults if session else [])]
+    with baseline.surging(ctx):
+        docs = [d for d in baseline.documents(ctx) if d["kind"] != "Job"]
+        ctx.api  # noqa: B018  (made once here, not by two threads at once)
+        # The apply of the whole baseline runs beside the reverts: it is idempotent, reverts touch
+        # single objects of it or objects outside it, and each half alone is most of a reset.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reset-apply") as pool:
+            applying = pool.submit(ctx.apply, [baseline.as_sent(d) for d in docs])
+            for fault in faults:
+                fault.revert(ctx)
+            for doc in docs:
+                baseline.reset_exact(ctx, doc)
+            # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
+            for node in NODE_POOLS:
+                restore_node(ctx, node.name)
+            applying.result()
+        session_path(ctx).unlink(missing_ok=True)
+        baseline.wait_healthy(ctx)
+        for fault in faults:
+            fault.settle(ctx)
     return time.monotonic() - started
 
 

@@ -54,6 +54,13 @@ class Fault(abc.ABC):
     def revert(self, ctx: DrillContext) -> None:
         """Put back the baseline; safe to call any number of times, also when never applied."""
 
+    def settle(self, ctx: DrillContext) -> None:
+        """After ``reset`` has waited for the baseline's rollouts: what a revert can only check then.
+
+        Why apart from ``revert``: waiting for a rollout inside a revert holds up
+        everything the reset still has to put back; the engine waits once, for all.
+        """
+
 
 def make(name: str, params: dict[str, Any] | None = None) -> Fault:
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 
 from mlops_drill.errors import DrillError
@@ -32,7 +32,7 @@ def wait_rollout(ctx: DrillContext, namespace: str, name: str, timeout: float = 
     while not rollout_done(ctx, namespace, name):
         if time.monotonic() > deadline:
             raise DrillError(f"deployment {namespace}/{name}: rollout not done after {timeout:.0f}s")
-        time.sleep(0.3)
+        time.sleep(0.1)
     # pods of the old ReplicaSet may still be terminating: wait until only current pods remain
     selector = ",".join(f"{k}={v}" for k, v in baseline.find(ctx, "Deployment", name, namespace)
                         ["spec"]["selector"]["matchLabels"].items())
@@ -40,7 +40,7 @@ def wait_rollout(ctx: DrillContext, namespace: str, name: str, timeout: float = 
             (ctx.get("deployment", name, namespace) or {}).get("spec", {}).get("replicas", 1):
         if time.monotonic() > deadline:
             break
-        time.sleep(0.3)
+        time.sleep(0.1)
 
 
 def call(ctx: DrillContext, namespace: str, service: str, path: str, method: str = "GET",
@@ -61,6 +61,18 @@ def try_call(ctx: DrillContext, namespace: str, service: str, path: str, method:
         return call(ctx, namespace, service, path, method, body)
     except Exception:  # noqa: BLE001 - not answering yet is an ordinary state while things roll out
         return None
+
+
+def service_shows(ctx: DrillContext, namespace: str, service: str, path: str,
+                  symptom: Callable[[Any], bool], tries: int = 6) -> bool:
+    """Some answer of the Service shows the symptom: a new pod is already serving traffic.
+
+    Why not wait for the whole rollout: the Service balances over every Ready
+    pod, so from the first new pod on part of the real traffic gets the faulty
+    answer; that is what a user notices, while the old pods are still draining.
+    """
+    return any((answer := try_call(ctx, namespace, service, path)) is not None and symptom(answer)
+               for _ in range(tries))
 
 
 def metric_samples(ctx: DrillContext, namespace: str, service: str) -> dict[tuple[str, tuple], float] | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
+from mlops_drill.injector.faults._shared import service_shows
 
 
 class Params(BaseModel):
@@ -54,34 +55,9 @@ class DropGpuRequest(Fault):
         ctx.patch("deployment", p.deployment, p.namespace, ops)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
-        """The release is fully rolled out and the Service answers from a CPU pod."""
+        """The Service answers from a CPU pod of the release (the old GPU pods may still be draining)."""
         p = self.params
-        obj = ctx.get("deployment", p.deployment, p.namespace)
-        if obj is None or not _rolled_out(obj):
-            return False
-        pods = ctx.core.list_namespaced_pod(p.namespace, label_selector=_selector(obj)).items
-        if len(pods) != obj["spec"].get("replicas", 1) or any(
-                not (c.image or "").endswith(f":{p.image_tag}") for pod in pods for c in pod.spec.containers):
-            return False  # pods of the old ReplicaSet are still terminating
-        import httpx
-
-        try:
-            with ctx.service(p.namespace, p.deployment) as url:
-                return httpx.get(url + "/metadata", timeout=5).json().get("device") == "cpu"
-        except (httpx.HTTPError, ValueError):
-            return False
+        return service_shows(ctx, p.namespace, p.deployment, "/metadata", lambda meta: meta.get("device") == "cpu")
 
     def revert(self, ctx: DrillContext) -> None:
         baseline.restore(ctx, "Deployment", self.params.deployment, self.params.namespace)
-
-
-def _rolled_out(obj: dict) -> bool:
-    want = obj["spec"].get("replicas", 1)
-    st = obj.get("status", {})
-    return (st.get("observedGeneration", 0) >= obj["metadata"]["generation"]
-            and st.get("updatedReplicas", 0) == want and st.get("availableReplicas", 0) >= want
-            and st.get("replicas", 0) == want)
-
-
-def _selector(obj: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in obj["spec"]["selector"]["matchLabels"].items())

@@ -124,7 +124,14 @@ class OccupyGpus(Fault):
                    for e in events)
 
     def revert(self, ctx: DrillContext) -> None:
-        self._delete_job(ctx, self.params.job_name)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The two deletions do not wait for each other; the training Job comes back only once the
+        # backfill's GPUs are free, so its new pod never shows a FailedScheduling event of ours.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            backfill = pool.submit(self._delete_job, ctx, self.params.job_name)
+            ctx.delete("job", self._victim(), self.params.namespace, wait=True)
+            backfill.result()
         baseline.restore(ctx, "Job", self._victim(), self.params.namespace)
 
 

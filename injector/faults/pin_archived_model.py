@@ -16,7 +16,7 @@ from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults._shared import (ensure_serving_follows_registry, restore_registry,
-                                                 rollout_done, try_call)
+                                                 service_shows)
 
 
 class Params(BaseModel):
@@ -39,16 +39,13 @@ class PinArchivedModel(Fault):
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         p = self.params
-        if not rollout_done(ctx, p.namespace, p.deployment):
-            return False
-        for _ in range(4):  # every pod behind the Service serves the pinned version
-            meta = try_call(ctx, p.namespace, p.deployment, "/metadata")
-            if not meta or not meta.get("loaded") or str(meta.get("model_version")) != p.version:
-                return False
-        return True
+        return service_shows(ctx, p.namespace, p.deployment, "/metadata", lambda meta: bool(
+            meta.get("loaded") and str(meta.get("model_version")) == p.version))
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
         restore_registry(ctx)  # a candidate may have "fixed" it by moving stages
         baseline.restore(ctx, "Deployment", p.deployment, p.namespace)
-        ensure_serving_follows_registry(ctx, p.production_version)
+
+    def settle(self, ctx: DrillContext) -> None:
+        ensure_serving_follows_registry(ctx, self.params.production_version)

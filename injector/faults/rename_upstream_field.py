@@ -74,7 +74,6 @@ class RenameUpstreamField(Fault):
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
-        feature = _feature_of(p.field)
         baseline.restore(ctx, "ConfigMap", p.config_map, p.namespace)
         baseline.restore(ctx, "CronJob", p.refresh_cronjob, p.namespace)
         jobs = [j.metadata.name for j in
@@ -83,6 +82,10 @@ class RenameUpstreamField(Fault):
             ctx.kubectl("delete", "job", *jobs, "-n", p.namespace, "--cascade=background", "--ignore-not-found",
                         "--wait=false")
         baseline.restore(ctx, "Deployment", p.store_deployment, p.namespace)
+
+    def settle(self, ctx: DrillContext) -> None:
+        p = self.params
+        feature = _feature_of(p.field)
         wait_rollout(ctx, p.namespace, p.store_deployment)
         try_call(ctx, p.namespace, "feature-store", "/materialize", "POST", {})
         online = try_call(ctx, p.namespace, "feature-store", f"/features/{p.probe_entity}")

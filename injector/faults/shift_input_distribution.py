@@ -89,11 +89,16 @@ class ShiftInputDistribution(Fault):
         want = baseline.find(ctx, "ConfigMap", p.config_map, p.namespace)["data"]["REPLAY_PERIOD"]
         replays = pods(ctx, p.namespace, f"app={p.replay}")
         stale = not replays or any(self._replayed_period(ctx, pod) != want for pod in replays)
-        restarted = time.time() - 1.0
+        self._restarted = time.time() - 1.0
+        self._stale = stale
         for pod in replays if stale else []:  # env from the ConfigMap is read at start only
             ctx.delete("pod", pod.metadata.name, p.namespace)
         baseline.restore(ctx, "Deployment", "fraud-model", p.namespace)
-        ensure_serving_follows_registry(ctx, p.production_version)  # meanwhile the replay restarts
+
+    def settle(self, ctx: DrillContext) -> None:
+        p = self.params
+        stale, restarted = getattr(self, "_stale", False), getattr(self, "_restarted", 0.0)
+        ensure_serving_follows_registry(ctx, p.production_version)
         deadline = time.monotonic() + 60
         while stale and not any(is_ready(pod) and created(pod) >= restarted
                                 for pod in pods(ctx, p.namespace, f"app={p.replay}")):

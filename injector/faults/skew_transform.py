@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
-from mlops_drill.injector.faults._shared import rollout_done, try_call, wait_rollout
+from mlops_drill.injector.faults._shared import service_shows, wait_rollout
 from mlops_drill.mlplatform.transforms import OPS
 
 
@@ -83,14 +83,9 @@ class SkewTransform(Fault):
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         p = self.params
-        if not rollout_done(ctx, p.namespace, p.deployment):
-            return False
-        for _ in range(4):  # the Service balances over the pods: every answer must show the skew
-            meta = try_call(ctx, p.namespace, p.deployment, "/metadata")
-            if not meta or not meta.get("loaded") or \
-                    meta.get("transform_config_hash") == meta.get("lineage", {}).get("transform_config_hash"):
-                return False
-        return True
+        return service_shows(ctx, p.namespace, p.deployment, "/metadata", lambda meta: bool(
+            meta.get("loaded") and meta.get("transform_config_hash")
+            != meta.get("lineage", {}).get("transform_config_hash")))
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
@@ -99,4 +94,6 @@ class SkewTransform(Fault):
         for cm in ctx.core.list_namespaced_config_map(p.namespace).items:
             if cm.metadata.name.startswith(f"{p.config_map}-"):
                 ctx.delete("configmap", cm.metadata.name, p.namespace)
-        wait_rollout(ctx, p.namespace, p.deployment)
+
+    def settle(self, ctx: DrillContext) -> None:
+        wait_rollout(ctx, self.params.namespace, self.params.deployment)  # no pod of the skew is left
