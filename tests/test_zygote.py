@@ -94,6 +94,37 @@ def test_forked_container_dies_from_sigterm_in_its_own_session(tmp_path: Path, z
     assert code == -signal.SIGTERM and own_session and gone
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_containers_end_when_their_zygote_ends(tmp_path: Path, zygote_run) -> None:
+    """As containers of a dead node do: nothing keeps running once the node agent's zygote is gone."""
+    state = tmp_path / "gpus.json"
+    state.write_text(json.dumps(new_node("gpu-node-0").model_dump()))
+    env = _env(MLOPS_DRILL_GPU_STATE=str(state))
+
+    async def scenario(zygote: Zygote) -> list[int]:
+        children = [await zygote.spawn(SMI + ["dmon"], tmp_path, env, 1 << 20) for _ in range(2)]
+        for child in children:
+            assert child is not None
+            await asyncio.wait_for(child.stdout.readline(), 30)
+        assert zygote.proc is not None
+        zygote.proc.kill()
+        await zygote.proc.wait()
+        for _ in range(200):
+            if not any(_alive(c.pid) for c in children):
+                break
+            await asyncio.sleep(0.05)
+        return [c.pid for c in children if _alive(c.pid)]
+
+    assert zygote_run(scenario) == []
+
+
 def test_only_this_interpreters_mlops_drill_modules_are_forked(tmp_path: Path, zygote_run) -> None:
     for argv in ([sys.executable, "-c", "print(1)"], ["python3", "-m", "mlops_drill.cluster.gpu.nvidia_smi"],
                  [sys.executable, "-m", "json.tool"]):

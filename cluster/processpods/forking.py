@@ -69,16 +69,21 @@ class Zygote:
         self.log = state / "logs" / "zygote.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future | None = None
+        self.starting: asyncio.Lock | None = None
 
     async def start(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            return
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "mlops_drill.cluster.processpods.zygote", "@" + self.address[1:],
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
-        self.ready = asyncio.ensure_future(self._wait_ready())
+        """Start the zygote unless it runs (two pods arriving at once start one zygote)."""
+        if self.starting is None:
+            self.starting = asyncio.Lock()
+        async with self.starting:
+            if self.proc is not None and self.proc.returncode is None:
+                return
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "ab") as out:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "mlops_drill.cluster.processpods.zygote", "@" + self.address[1:],
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+            self.ready = asyncio.ensure_future(self._wait_ready())
 
     async def _wait_ready(self) -> bool:
         """The zygote listens only once its imports are done: a connection that succeeds means warm."""

@@ -68,7 +68,7 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _run_child(request: dict, fds: list[int], zygote_pid: int) -> None:
+def _run_child(request: dict, fds: list[int], zygote_pid: int, inherited: list[int]) -> None:
     """In the forked child: become the container's process, run its module, exit with its status."""
     import io
     import runpy
@@ -79,6 +79,11 @@ def _run_child(request: dict, fds: list[int], zygote_pid: int) -> None:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in inherited:  # the zygote's own: its socket, its siblings' connections, its wake-up pipe
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         _die_with(zygote_pid)
         os.setsid()
         try:  # `ps -o comm`, `top`: the container's module, not "python"
@@ -185,9 +190,8 @@ def serve(address: str) -> None:
                     continue
                 pid = os.fork()
                 if pid == 0:
-                    conn.close()
-                    server.close()
-                    _run_child(request, fds, me)
+                    _run_child(request, fds, me, [conn.fileno(), server.fileno(), wake_r, wake_w,
+                                                  selector.fileno(), *(c.fileno() for c in waiting.values())])
                 for fd in fds:
                     os.close(fd)
                 waiting[pid] = conn
