@@ -80,11 +80,11 @@ def surging(ctx: DrillContext) -> Iterator[None]:
         yield
     finally:
         _SURGING.reset(token)
+        from concurrent.futures import ThreadPoolExecutor
+
         from kubernetes.client.exceptions import ApiException
 
-        for doc in documents(ctx):
-            if doc["kind"] != "Deployment":
-                continue
+        def give_back(doc: dict[str, Any]) -> None:
             meta = doc["metadata"]
             try:
                 ctx.apps.patch_namespaced_deployment(
@@ -94,6 +94,20 @@ def surging(ctx: DrillContext) -> Iterator[None]:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+
+        deployments = [d for d in documents(ctx) if d["kind"] == "Deployment"]
+        with ThreadPoolExecutor(max_workers=max(1, len(deployments))) as pool:
+            list(pool.map(give_back, deployments))
+        # A spec change is a new generation: healthy again only once the controller has seen it.
+        wanted = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lagging = [o for o in ctx.apps.list_deployment_for_all_namespaces(_request_timeout=10).items
+                       if (o.metadata.namespace, o.metadata.name) in wanted
+                       and (o.status.observed_generation or 0) < o.metadata.generation]
+            if not lagging:
+                break
+            time.sleep(0.02)
 
 
 def reset_exact(ctx: DrillContext, doc: dict[str, Any]) -> None:
@@ -195,5 +209,5 @@ def wait_healthy(ctx: DrillContext, timeout: float = 90) -> None:
         problems = unhealthy(ctx)
         if not problems:
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise DrillError(f"platform not healthy after {timeout:.0f}s: {'; '.join(problems)}")

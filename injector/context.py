@@ -33,11 +33,44 @@ _COLLECTIONS = {
     ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts",
+    ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
     ("apps/v1", "DaemonSet"): "/apis/apps/v1/namespaces/{ns}/daemonsets",
     ("batch/v1", "CronJob"): "/apis/batch/v1/namespaces/{ns}/cronjobs",
     ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
 }
+
+
+#: kubectl's names for the kinds above (singular, plural, short), for get/patch/delete by name.
+_KIND_NAMES = {
+    **dict.fromkeys(("namespace", "namespaces", "ns"), ("v1", "Namespace")),
+    **dict.fromkeys(("configmap", "configmaps", "cm"), ("v1", "ConfigMap")),
+    **dict.fromkeys(("secret", "secrets"), ("v1", "Secret")),
+    **dict.fromkeys(("service", "services", "svc"), ("v1", "Service")),
+    **dict.fromkeys(("serviceaccount", "serviceaccounts", "sa"), ("v1", "ServiceAccount")),
+    **dict.fromkeys(("pod", "pods", "po"), ("v1", "Pod")),
+    **dict.fromkeys(("deployment", "deployments", "deploy"), ("apps/v1", "Deployment")),
+    **dict.fromkeys(("daemonset", "daemonsets", "ds"), ("apps/v1", "DaemonSet")),
+    **dict.fromkeys(("cronjob", "cronjobs", "cj"), ("batch/v1", "CronJob")),
+    **dict.fromkeys(("job", "jobs"), ("batch/v1", "Job")),
+}
+
+
+def _object_path(kind: str, name: str, namespace: str | None) -> str | None:
+    """API path of one object named the way kubectl names it (``deploy``, ``cm``, ...); None: use kubectl."""
+    key = _KIND_NAMES.get(kind.lower())
+    if key is None or "/" in name:
+        return None
+    api_version, real_kind = key
+    collection = _collection({"apiVersion": api_version, "kind": real_kind, "metadata": {"namespace": namespace}})
+    return f"{collection}/{name}" if collection else None
+
+
+def _api_message(data: bytes, status: int) -> str:
+    try:
+        return json.loads(data).get("message") or f"HTTP {status}"
+    except (TypeError, ValueError):
+        return f"HTTP {status}"
 
 
 def _collection(doc: dict) -> str | None:
@@ -119,37 +152,75 @@ class DrillContext:
 
     def _apply_one(self, doc: dict, manager: str) -> None:
         meta = doc["metadata"]
-        method, url, headers, _body, _post = self.api.param_serialize(
-            "PATCH", _collection(doc) + "/" + meta["name"],
-            query_params=[("fieldManager", manager), ("force", "true")],
-            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-            auth_settings=["BearerToken"])
-        response = self.api.call_api(method, url, header_params=headers, body=json.dumps(doc), _request_timeout=60)
-        data = response.read()
-        if not 200 <= response.status < 300:
-            try:
-                why = json.loads(data).get("message", response.reason)
-            except (TypeError, ValueError):
-                why = response.reason
+        status, data = self._request("PATCH", _collection(doc) + "/" + meta["name"],
+                                     [("fieldManager", manager), ("force", "true")], doc,
+                                     "application/apply-patch+yaml")
+        if not 200 <= status < 300:
+            why = _api_message(data, status)
             where = f"{meta.get('namespace')}/{meta['name']}" if meta.get("namespace") else meta["name"]
             raise DrillError(f"apply {doc['kind']} {where}: {why}")
 
+    def _request(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+                 body: Any = None, content_type: str = "application/json") -> tuple[int, bytes]:
+        """One API request with the admin's credentials: (status, body)."""
+        method, url, headers, _body, _post = self.api.param_serialize(
+            method, path, query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"}, auth_settings=["BearerToken"])
+        if body is not None and not content_type.endswith("json"):
+            body = json.dumps(body)  # JSON is YAML: the client sends a string as it is
+        response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
+        return response.status, response.read()
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict | None:
-        args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
-        result = self.kubectl(*args, check=False)
-        if result.returncode != 0:
-            if "NotFound" in result.stderr:
-                return None
-            raise DrillError(f"kubectl get {kind}/{name}: {result.stderr.strip()}")
-        return json.loads(result.stdout)
+        """The object as ``kubectl get -o json`` prints it; None when it does not exist."""
+        path = _object_path(kind, name, namespace)
+        if path is None:
+            args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+            result = self.kubectl(*args, check=False)
+            if result.returncode != 0:
+                if "NotFound" in result.stderr:
+                    return None
+                raise DrillError(f"kubectl get {kind}/{name}: {result.stderr.strip()}")
+            return json.loads(result.stdout)
+        status, data = self._request("GET", path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise DrillError(f"get {kind}/{name}: {_api_message(data, status)}")
+        return json.loads(data)
 
     def patch(self, kind: str, name: str, namespace: str, patch: list | dict, patch_type: str = "json") -> None:
-        self.kubectl("patch", kind, name, "-n", namespace, f"--type={patch_type}", "-p", json.dumps(patch),
-                     f"--field-manager={HUMAN_MANAGER}")
+        """A patch recorded as a hand edit (field manager ``kubectl-edit``), as ``kubectl patch`` makes it."""
+        path = _object_path(kind, name, namespace)
+        if path is None:
+            self.kubectl("patch", kind, name, "-n", namespace, f"--type={patch_type}", "-p", json.dumps(patch),
+                         f"--field-manager={HUMAN_MANAGER}")
+            return
+        content = {"json": "application/json-patch+json", "merge": "application/merge-patch+json",
+                   "strategic": "application/strategic-merge-patch+json"}[patch_type]
+        status, data = self._request("PATCH", path, [("fieldManager", HUMAN_MANAGER)], patch, content)
+        if status != 200:
+            raise DrillError(f"patch {kind}/{name}: {_api_message(data, status)}")
 
-    def delete(self, kind: str, name: str, namespace: str | None = None, wait: bool = False) -> None:
-        args = ["delete", kind, name, "--ignore-not-found", f"--wait={'true' if wait else 'false'}"]
-        self.kubectl(*args + (["-n", namespace] if namespace else []))
+    def delete(self, kind: str, name: str, namespace: str | None = None, wait: bool = False,
+               timeout: float = 120) -> None:
+        """Delete if present (``--ignore-not-found``); ``wait``: until the object is gone, as kubectl waits."""
+        path = _object_path(kind, name, namespace)
+        if path is None:
+            args = ["delete", kind, name, "--ignore-not-found", f"--wait={'true' if wait else 'false'}"]
+            self.kubectl(*args + (["-n", namespace] if namespace else []))
+            return
+        status, data = self._request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                                           "propagationPolicy": "Background"})
+        if status == 404:
+            return
+        if status not in (200, 202):
+            raise DrillError(f"delete {kind}/{name}: {_api_message(data, status)}")
+        deadline = time.monotonic() + timeout
+        while wait and self._request("GET", path)[0] != 404:
+            if time.monotonic() > deadline:
+                raise DrillError(f"delete {kind}/{name}: still there after {timeout:.0f}s")
+            time.sleep(0.05)
 
     # -- GPU inventory -------------------------------------------------------------------
     def gpu_node(self, node: str) -> GpuNode:

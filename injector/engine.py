@@ -4,10 +4,12 @@ Session state is a small JSON file in the cluster's state folder, so `status`
 works after the engine (or the user's terminal) died. The candidate never sees
 it through their kubeconfig. Faults come from the scenario file; their state
 lives in the cluster objects they changed, so `reset` reverts whatever the
-session file says was injected and then re-applies the whole baseline.
+session file says was injected and re-applies the whole baseline (both at
+once, with every Deployment rolling all its pods together: see `reset`).
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import subprocess
@@ -162,11 +164,14 @@ def reset(ctx: DrillContext) -> float:
             applying = pool.submit(ctx.apply, [baseline.as_sent(d) for d in docs])
             for fault in faults:
                 fault.revert(ctx)
-            for doc in docs:
-                baseline.reset_exact(ctx, doc)
-            # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
-            for node in NODE_POOLS:
-                restore_node(ctx, node.name)
+            # Independent objects, one request each: sent side by side (each in a copy of this context,
+            # so restores still see that the reset is surging).
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="reset") as each:
+                sent = [each.submit(contextvars.copy_context().run, baseline.reset_exact, ctx, doc) for doc in docs]
+                # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
+                sent += [each.submit(restore_node, ctx, node.name) for node in NODE_POOLS]
+                for future in sent:
+                    future.result()
             applying.result()
         session_path(ctx).unlink(missing_ok=True)
         baseline.wait_healthy(ctx)

@@ -225,7 +225,8 @@ class PodRunner:
             objects["portforwards"] = {"forwards": [{"ports": [self.spec.container_port],
                                                      "target": {"port": self.port, "address": "127.0.0.1"}}]}
         kinds = {"logs": "Logs", "execs": "Exec", "portforwards": "PortForward"}
-        for plural, spec in objects.items():
+
+        async def wire(plural: str, spec: dict) -> None:
             body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": kinds[plural],
                     "metadata": {"name": self.name, "namespace": self.namespace, "ownerReferences": owner},
                     "spec": spec}
@@ -243,6 +244,8 @@ class PodRunner:
                                       _content_type="application/merge-patch+json")
             except Exception as exc:
                 log.warning("kwok %s for %s/%s: %s", kinds[plural], self.namespace, self.name, exc)
+
+        await asyncio.gather(*(wire(plural, spec) for plural, spec in objects.items()))  # independent objects
 
     def _allocate_gpus(self) -> list[str]:
         wanted = gpu_request(self.pod)

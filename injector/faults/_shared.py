@@ -129,10 +129,13 @@ def registry_changed(ctx: DrillContext) -> bool:
     return audit is None or len(audit.get("events", [])) > len(HISTORY)
 
 
-def restore_registry(ctx: DrillContext, timeout: float = 90) -> None:
-    """Stages back to CI's: the baseline registry keeps state in memory, so a fresh pod starts clean."""
+def restore_registry(ctx: DrillContext, timeout: float = 90) -> bool:
+    """Stages back to CI's: the baseline registry keeps state in memory, so a fresh pod starts clean.
+
+    True when stages had moved (and the registry was restarted), False when nothing was to do.
+    """
     if not registry_changed(ctx):
-        return
+        return False
     for pod in pods(ctx, "registry", "app=model-registry"):
         ctx.delete("pod", pod.metadata.name, "registry")
     deadline = time.monotonic() + timeout
@@ -140,6 +143,7 @@ def restore_registry(ctx: DrillContext, timeout: float = 90) -> None:
         if time.monotonic() > deadline:
             raise DrillError(f"model registry: stages not back to the baseline after {timeout:.0f}s")
         time.sleep(0.3)
+    return True
 
 
 def serving_versions(ctx: DrillContext, samples: int = 8) -> set[str]:
@@ -151,9 +155,13 @@ def serving_versions(ctx: DrillContext, samples: int = 8) -> set[str]:
     return seen
 
 
-def ensure_serving_follows_registry(ctx: DrillContext, version: str = "3") -> None:
-    """Pods load their version at start: ones started while another version was in Production are replaced."""
-    wait_rollout(ctx, "serving", "fraud-model")
+def ensure_serving_follows_registry(ctx: DrillContext, version: str = "3", rolled_out: bool = False) -> None:
+    """Pods load their version at start: ones started while another version was in Production are replaced.
+
+    ``rolled_out``: the caller has already waited for the Deployment (``Fault.settle``).
+    """
+    if not rolled_out:
+        wait_rollout(ctx, "serving", "fraud-model")
     if serving_versions(ctx) != {version}:
         for pod in pods(ctx, "serving", "app=fraud-model"):
             ctx.delete("pod", pod.metadata.name, "serving")

@@ -90,10 +90,25 @@ class OccupyGpus(Fault):
             raise DrillError(f"fault occupy-gpus: params.restart_victim: {self.params.restart_victim!r} is not job/<name>")
         return name
 
-    def _delete_job(self, ctx: DrillContext, name: str) -> None:
-        # Foreground: the Job is gone only once its pods are, so their GPUs are free again.
-        ctx.kubectl("delete", "job", name, "-n", self.params.namespace, "--cascade=foreground",
-                    "--ignore-not-found", "--wait=true", timeout=120)
+    def _delete_job(self, ctx: DrillContext, name: str, timeout: float = 120) -> None:
+        """The Job and its pods gone, so their GPUs are free again.
+
+        The Job goes at once and its pods are deleted directly, as ``kubectl delete
+        pods -l job-name=...`` would: ~0.4 s, where a foreground deletion waits ~2 s
+        for the garbage collector.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        namespace, selector = self.params.namespace, f"job-name={name}"
+        ctx.delete("job", name, namespace)
+        names = [x.metadata.name for x in ctx.core.list_namespaced_pod(namespace, label_selector=selector).items]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda pod: ctx.delete("pod", pod, namespace), names))
+        deadline = time.monotonic() + timeout
+        while ctx.core.list_namespaced_pod(namespace, label_selector=selector).items:
+            if time.monotonic() > deadline:
+                raise DrillError(f"{namespace}: pods of Job {name} still there after {timeout:.0f}s")
+            time.sleep(0.05)
 
     def apply(self, ctx: DrillContext) -> None:
         p, victim = self.params, self._victim()
@@ -127,10 +142,11 @@ class OccupyGpus(Fault):
         from concurrent.futures import ThreadPoolExecutor
 
         # The two deletions do not wait for each other; the training Job comes back only once the
-        # backfill's GPUs are free, so its new pod never shows a FailedScheduling event of ours.
+        # backfill's GPUs are free (its new pod never shows a FailedScheduling event of ours) and
+        # its old pod is gone (no two runs write the checkpoint volume).
         with ThreadPoolExecutor(max_workers=1) as pool:
             backfill = pool.submit(self._delete_job, ctx, self.params.job_name)
-            ctx.delete("job", self._victim(), self.params.namespace, wait=True)
+            self._delete_job(ctx, self._victim())
             backfill.result()
         baseline.restore(ctx, "Job", self._victim(), self.params.namespace)
 

@@ -44,8 +44,10 @@ class PinArchivedModel(Fault):
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
-        restore_registry(ctx)  # a candidate may have "fixed" it by moving stages
+        # A candidate may have "fixed" it by moving stages; then pods may have loaded another version.
+        self._stages_moved = restore_registry(ctx)
         baseline.restore(ctx, "Deployment", p.deployment, p.namespace)
 
     def settle(self, ctx: DrillContext) -> None:
-        ensure_serving_follows_registry(ctx, self.params.production_version)
+        if getattr(self, "_stages_moved", True):  # else every pod since started with CI's Production
+            ensure_serving_follows_registry(ctx, self.params.production_version, rolled_out=True)

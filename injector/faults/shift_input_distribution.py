@@ -98,7 +98,7 @@ class ShiftInputDistribution(Fault):
     def settle(self, ctx: DrillContext) -> None:
         p = self.params
         stale, restarted = getattr(self, "_stale", False), getattr(self, "_restarted", 0.0)
-        ensure_serving_follows_registry(ctx, p.production_version)
+        ensure_serving_follows_registry(ctx, p.production_version, rolled_out=True)
         deadline = time.monotonic() + 60
         while stale and not any(is_ready(pod) and created(pod) >= restarted
                                 for pod in pods(ctx, p.namespace, f"app={p.replay}")):
