@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,59 @@ def rss_mib(pids: Iterable[int]) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def pss_mib(pids: Iterable[int]) -> float:
+    """Proportional memory of these processes, in MiB: pages shared (a zygote's forks) count once in total."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def children_of(pids: Iterable[int], cmd_part: str | None = None) -> list[int]:
+    """Direct children of ``pids`` (only those whose command line contains ``cmd_part``, if given)."""
+    wanted = set(pids)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in wanted and (cmd_part is None or cmd_part in cmd):
+            found.append(int(entry.name))
+    return found
+
+
+def container_pids(state: Path) -> list[int]:
+    """The live container processes of one embedded cluster, from the records its process kubelet writes."""
+    from mlops_drill.cluster.processpods import records
+
+    pids = []
+    for record in (state / "pods").glob(f"*/{records.RECORD}"):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if records.start_time(int(data["pid"])) == data.get("start"):
+            pids.append(int(data["pid"]))
+    return pids
+
+
+def pids_in(folder: Path) -> list[int]:
+    """The pids in a folder of ``*.pid`` files (kwokctl's, and our daemons')."""
+    pids = []
+    for pid_file in folder.glob("*.pid") if folder.is_dir() else []:
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except ValueError:
+            pass
+    return pids
