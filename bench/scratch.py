@@ -30,30 +30,27 @@ def scratch_cluster(name: str, up: bool = True) -> Iterator["object"]:
                 os.environ["MLOPS_DRILL_STATE"] = old
 
 
-def rss_mib(pids: Iterable[int]) -> float:
-    """Resident memory of these processes, in MiB (gone processes count 0)."""
+def _summed_kib(pids: Iterable[int], proc_file: str, key: str) -> int:
+    """Sum of one ``key: N kB`` line of ``/proc/<pid>/<proc_file>`` over pids (gone processes count 0)."""
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{proc_file}").read_text().splitlines():
+                if line.startswith(key):
                     total += int(line.split()[1])
         except OSError:
             pass
-    return total / 1024
+    return total
+
+
+def rss_mib(pids: Iterable[int]) -> float:
+    """Resident memory of these processes, in MiB (gone processes count 0)."""
+    return _summed_kib(pids, "status", "VmRSS:") / 1024
 
 
 def pss_mib(pids: Iterable[int]) -> float:
     """Proportional memory of these processes, in MiB: pages shared (a zygote's forks) count once in total."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return _summed_kib(pids, "smaps_rollup", "Pss:") / 1024
 
 
 def children_of(pids: Iterable[int], cmd_part: str | None = None) -> list[int]:
