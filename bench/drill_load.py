@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+from scratch import pss_mib
 
 TOKEN = "bench-instructor"
 SCENARIO = "gpu-missing-toleration"
@@ -60,16 +61,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def seat_pids(cluster_dir: Path) -> set[int]:
@@ -210,11 +201,11 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
         poller.start()
         for t in threads:
             t.start()
-        mem_samples: list[dict[int, int]] = []
+        mem_samples: list[dict[int, float]] = []
         while any(t.is_alive() for t in threads):
             time.sleep(min(10, duration / 3))
-            mem_samples.append({s["seat"]: sum(pss_kib(p) for p in seat_pids(root / "state" / "clusters" /
-                                                                            f"seat-{drill_id}-{s['seat']}"))
+            mem_samples.append({s["seat"]: pss_mib(seat_pids(root / "state" / "clusters" /
+                                                             f"seat-{drill_id}-{s['seat']}"))
                                 for s in board["seats"]})
         for t in threads:
             t.join()
@@ -223,7 +214,7 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
         kubectl_s = [x for s in seats for x in s.kubectl_s]
         curl_s = [x for s in seats for x in s.curl_s]
         errors = sum(s.errors for s in seats)
-        per_seat_mib = [max(m[k] for m in mem_samples) / 1024 for k in mem_samples[0]] if mem_samples else []
+        per_seat_mib = [max(m[k] for m in mem_samples) for k in mem_samples[0]] if mem_samples else []
         final = http.get(f"/api/drills/{drill_id}").json()
         events = sum(s["commands"] for s in final["seats"])
         print(f"  kubectl: {len(kubectl_s)} calls, p50 {1000 * pct(kubectl_s, 50):.0f} ms, "
@@ -233,7 +224,7 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
               f"p50 {1000 * pct(dash_s, 50):.0f} ms, p95 {1000 * pct(dash_s, 95):.0f} ms")
         if per_seat_mib:
             print(f"  memory per seat (PSS, peak): mean {statistics.mean(per_seat_mib):.0f} MiB, "
-                  f"max {max(per_seat_mib):.0f} MiB; server {pss_kib(server.pid) / 1024:.0f} MiB")
+                  f"max {max(per_seat_mib):.0f} MiB; server {pss_mib([server.pid]):.0f} MiB")
     finally:
         if drill_id:
             t = time.monotonic()

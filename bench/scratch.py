@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -74,15 +73,7 @@ def container_pids(state: Path) -> list[int]:
     """The live container processes of one embedded cluster, from the records its process kubelet writes."""
     from mlops_drill.cluster.processpods import records
 
-    pids = []
-    for record in (state / "pods").glob(f"*/{records.RECORD}"):
-        try:
-            data = json.loads(record.read_text())
-        except (OSError, ValueError):
-            continue
-        if records.start_time(int(data["pid"])) == data.get("start"):
-            pids.append(int(data["pid"]))
-    return pids
+    return [pid for pid, _ in records.live(state)]
 
 
 def pids_in(folder: Path) -> list[int]:

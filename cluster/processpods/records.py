@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 RECORD = "container.json"
 
@@ -34,17 +35,20 @@ def clear(pod_dir: Path) -> None:
     (pod_dir / RECORD).unlink(missing_ok=True)
 
 
-def find(state: Path, namespace: str, name: str) -> tuple[int, dict[str, str]] | None:
-    """(pid, env) of the live container process of pod ``namespace/name`` on the cluster in ``state``."""
-    for record in (state / "pods").glob(f"{namespace}_{name}_*/{RECORD}"):
+def live(state: Path, pattern: str = "*") -> Iterator[tuple[int, dict[str, str]]]:
+    """(pid, env) of every live container process recorded under ``state`` (pod folders matching ``pattern``)."""
+    for record in (state / "pods").glob(f"{pattern}/{RECORD}"):
         try:
             data = json.loads(record.read_text())
         except (OSError, ValueError):
             continue
-        env = data.get("env") or {}
-        if env.get("POD_NAME") != name or env.get("POD_NAMESPACE") != namespace:
-            continue
         pid = int(data["pid"])
-        if start_time(pid) is not None and start_time(pid) == data.get("start"):
-            return pid, env
-    return None
+        started = start_time(pid)
+        if started is not None and started == data.get("start"):
+            yield pid, data.get("env") or {}
+
+
+def find(state: Path, namespace: str, name: str) -> tuple[int, dict[str, str]] | None:
+    """(pid, env) of the live container process of pod ``namespace/name`` on the cluster in ``state``."""
+    return next(((pid, env) for pid, env in live(state, f"{namespace}_{name}_*")
+                 if env.get("POD_NAME") == name and env.get("POD_NAMESPACE") == namespace), None)
