@@ -73,8 +73,7 @@ def surging(ctx: DrillContext) -> Iterator[None]:
     probe), which is right for the candidate's rollouts but makes ``reset`` wait
     for every pod in turn. The strategy is not part of the pod template, so
     putting it back afterwards starts no new rollout; the candidate of the next
-    scenario sees the baseline's Deployment exactly. It is a new generation,
-    though: ``wait_healthy`` after this block waits until the controller has seen it.
+    scenario sees the baseline's Deployment exactly.
     """
     token = _SURGING.set(True)
     try:
@@ -99,6 +98,16 @@ def surging(ctx: DrillContext) -> Iterator[None]:
         deployments = [d for d in documents(ctx) if d["kind"] == "Deployment"]
         with ThreadPoolExecutor(max_workers=max(1, len(deployments))) as pool:
             list(pool.map(give_back, deployments))
+        # A spec change is a new generation: healthy again only once the controller has seen it.
+        wanted = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lagging = [o for o in ctx.apps.list_deployment_for_all_namespaces(_request_timeout=10).items
+                       if (o.metadata.namespace, o.metadata.name) in wanted
+                       and (o.status.observed_generation or 0) < o.metadata.generation]
+            if not lagging:
+                break
+            time.sleep(0.02)
 
 
 def reset_exact(ctx: DrillContext, doc: dict[str, Any]) -> None:

@@ -177,7 +177,6 @@ def reset(ctx: DrillContext) -> float:
         baseline.wait_healthy(ctx)
         for fault in faults:
             fault.settle(ctx)
-    baseline.wait_healthy(ctx)  # the strategies given back are new generations the controller must see
     return time.monotonic() - started
 
 
