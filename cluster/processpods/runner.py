@@ -364,7 +364,7 @@ class PodRunner:
         await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
                                                        self.ready, True), ready=self.ready)
         self.k.on_endpoint_change()
-        probe = None if no_probe else asyncio.create_task(self._probe_loop())
+        probe = None if no_probe else asyncio.create_task(self._probe_loop(started))
         try:
             code = await self.proc.wait()
             await asyncio.gather(*pumps, return_exceptions=True)
@@ -381,7 +381,13 @@ class PodRunner:
                                 "containerID": f"containerd://{self.container_id}"}
         return code, asyncio.get_running_loop().time() - started
 
-    async def _probe_loop(self) -> None:
+    async def _probe_loop(self, started: float) -> None:
+        """Readiness probes on a ticker from the container's start, as a kubelet's prober runs them.
+
+        The ticker counts from ``started`` (the loop time the process began), not
+        from when the Running status reached the API server: a kubelet's prober
+        does not wait for its status manager.
+        """
         import httpx
 
         assert self.spec is not None and self.spec.readiness is not None
@@ -389,7 +395,9 @@ class PodRunner:
         http = probe.get("httpGet") or {}
         period = max(float(probe.get("periodSeconds", 10)), 0.5)
         failure_threshold = int(probe.get("failureThreshold", 3))
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        loop = asyncio.get_running_loop()
+        tick = started + float(probe.get("initialDelaySeconds", 0))
+        await asyncio.sleep(max(0.0, tick - loop.time()))
         failures = 0
         path = http.get("path", "/")
         async with httpx.AsyncClient(timeout=float(probe.get("timeoutSeconds", 1))) as client:
@@ -412,7 +420,11 @@ class PodRunner:
                     await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
                                                                    self.ready, True), ready=self.ready)
                     self.k.on_endpoint_change()
-                await asyncio.sleep(period)
+                # A kubelet probes on a ticker: the time a probe and its event took does not push the next one.
+                tick += period
+                now = loop.time()
+                tick = max(tick, now)  # after a stall the missed ticks are dropped, as a ticker drops them
+                await asyncio.sleep(tick - now)
 
     async def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace``, as a kubelet kills a container."""
