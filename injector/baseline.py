@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,9 +24,15 @@ GPU_DAEMONSET = Path(__file__).resolve().parents[1] / "cluster" / "gpu"
 
 
 def _plugin_daemonset(ctx: DrillContext) -> dict[str, Any]:
+    name = "kwok-daemonset.yaml" if ctx.backend.runs_processes else "deviceplugin/daemonset.yaml"
+    return copy.deepcopy(_plugin_manifest(name))
+
+
+@functools.lru_cache(maxsize=2)
+def _plugin_manifest(name: str) -> dict[str, Any]:
+    """Parsed once: ``find`` and the health polls of a reset ask for the baseline many times."""
     from importlib.resources import files
 
-    name = "kwok-daemonset.yaml" if ctx.backend.runs_processes else "deviceplugin/daemonset.yaml"
     return yaml.safe_load(files("mlops_drill.cluster.gpu").joinpath(name).read_text())
 
 
@@ -102,9 +109,9 @@ def surging(ctx: DrillContext) -> Iterator[None]:
         wanted = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            lagging = [o for o in ctx.apps.list_deployment_for_all_namespaces(_request_timeout=10).items
-                       if (o.metadata.namespace, o.metadata.name) in wanted
-                       and (o.status.observed_generation or 0) < o.metadata.generation]
+            lagging = [o for o in ctx.list_objects("apps/v1", "Deployment")
+                       if (o["metadata"].get("namespace"), o["metadata"]["name"]) in wanted
+                       and (o.get("status") or {}).get("observedGeneration", 0) < o["metadata"]["generation"]]
             if not lagging:
                 break
             time.sleep(0.02)
@@ -145,7 +152,8 @@ def restore(ctx: DrillContext, kind: str, name: str, namespace: str | None = Non
         # A Job's pod template is immutable: replace the Job instead.
         ctx.delete("job", name, namespace, wait=True)
     reset_exact(ctx, doc)
-    ctx.apply([as_sent(doc)])
+    if kind == "Job" or not _SURGING.get():  # a reset applies the whole baseline once its specs are back
+        ctx.apply([as_sent(doc)])
 
 
 def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:
@@ -177,11 +185,10 @@ def unhealthy(ctx: DrillContext) -> list[str]:
     """
     wanted = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
               for d in documents(ctx) if d["kind"] in ("Deployment", "DaemonSet")}
-    seen: dict[tuple[str, str | None, str], object] = {}
-    for kind, lister in (("Deployment", ctx.apps.list_deployment_for_all_namespaces),
-                         ("DaemonSet", ctx.apps.list_daemon_set_for_all_namespaces)):
-        for obj in lister(_request_timeout=10).items:
-            seen[(kind, obj.metadata.namespace, obj.metadata.name)] = obj
+    seen: dict[tuple[str, str | None, str], dict] = {}
+    for kind in ("Deployment", "DaemonSet"):
+        for obj in ctx.list_objects("apps/v1", kind):
+            seen[(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])] = obj
     problems = []
     for key in sorted(wanted, key=str):
         kind, namespace, name = key
@@ -189,14 +196,15 @@ def unhealthy(ctx: DrillContext) -> list[str]:
         if obj is None:
             problems.append(f"{kind} {namespace}/{name} missing")
             continue
-        status = obj.status
+        status, spec = obj.get("status") or {}, obj.get("spec") or {}
         if kind == "Deployment":
-            want = obj.spec.replicas if obj.spec.replicas is not None else 1
-            ok = (status.available_replicas or 0) >= want and (status.updated_replicas or 0) >= want \
-                and (status.replicas or 0) == want and (status.observed_generation or 0) >= obj.metadata.generation
+            want = spec.get("replicas", 1)
+            ok = status.get("availableReplicas", 0) >= want and status.get("updatedReplicas", 0) >= want \
+                and status.get("replicas", 0) == want \
+                and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
         else:
-            want = status.desired_number_scheduled or 0
-            ok = want > 0 and (status.number_ready or 0) >= want and (status.updated_number_scheduled or 0) >= want
+            want = status.get("desiredNumberScheduled", 0)
+            ok = want > 0 and status.get("numberReady", 0) >= want and status.get("updatedNumberScheduled", 0) >= want
         if not ok:
             problems.append(f"{kind} {namespace}/{name} not ready")
     return problems

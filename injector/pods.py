@@ -10,7 +10,6 @@ this cluster's ``MLOPS_DRILL_SERVICES`` file), never by a name pattern.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -27,8 +26,7 @@ PLUGIN_SELECTOR = "app.kubernetes.io/name=nvidia-device-plugin"
 
 
 def list_pods(ctx: DrillContext, namespace: str, selector: str) -> list[dict[str, Any]]:
-    result = ctx.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
-    return json.loads(result.stdout)["items"]
+    return ctx.list_objects("v1", "Pod", namespace, selector)
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

@@ -24,19 +24,26 @@ PROCESS_LABEL = "mlops-drill.dev/process"
 
 def transforms_configmap(artifact_root: Path | None = None) -> dict[str, Any]:
     """ConfigMap ``serving/fraud-model-transforms``: every version's transform config, by model and version."""
-    from mlops_drill.mlplatform.artifacts import ensure_artifacts, load_manifest, version_dir
+    from mlops_drill.mlplatform.artifacts import ensure_artifacts
 
-    root = ensure_artifacts(artifact_root)
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "fraud-model-transforms", "namespace": "serving", "labels": {"app": "fraud-model"}},
+        "data": {"transforms.json": _transforms_json(ensure_artifacts(artifact_root))},
+    }
+
+
+@lru_cache(maxsize=4)
+def _transforms_json(root: Path) -> str:
+    """Read once per artifact folder: the folder is named by the code that built it and never changes."""
+    from mlops_drill.mlplatform.artifacts import load_manifest, version_dir
+
     configs: dict[str, dict[str, Any]] = {}
     for model in load_manifest(root)["models"]:
         for v in model["versions"]:
             path = version_dir(root, model["name"], v["version"]) / "transform.json"
             configs.setdefault(model["name"], {})[v["version"]] = json.loads(path.read_text())
-    return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "fraud-model-transforms", "namespace": "serving", "labels": {"app": "fraud-model"}},
-        "data": {"transforms.json": json.dumps(configs, sort_keys=True, indent=1) + "\n"},
-    }
+    return json.dumps(configs, sort_keys=True, indent=1) + "\n"
 
 
 @lru_cache(maxsize=32)
