@@ -7,7 +7,7 @@ while, the way a graceful node shutdown stops it: SIGTERM to the real process
 kubelet's node-shutdown reason and a ``DisruptionTarget`` condition. On backends
 whose pods are not local processes it uses the Eviction API instead.
 
-Run: ``python -m mlops_drill.injector.spot_reclaimer --kubeconfig F --namespace NS --job NAME --node NODE --after S``.
+Run: ``python -m mlops_drill.injector.spot_reclaimer --kubeconfig F --namespace NS --job NAME --node NODE --after S [--first-after S]``.
 """
 from __future__ import annotations
 
@@ -29,21 +29,26 @@ class Reclaimer:
     """Plays the cloud's spot capacity: stops training pods on one node after a while, as a shutdown does."""
 
     def __init__(self, kubeconfig: Path, namespace: str, job: str, node: str, after: float,
-                 local_processes: bool) -> None:
+                 local_processes: bool, first_after: float | None = None) -> None:
         from kubernetes import client
 
         from mlops_drill.cluster.kube import api_client
 
         self.core = client.CoreV1Api(api_client(kubeconfig))
         self.namespace, self.job, self.node, self.after = namespace, job, node, after
+        self.first_after = after if first_after is None else first_after
         self.local_processes = local_processes
         self.state = Path(kubeconfig).resolve().parent  # the embedded cluster's folder holds its kubeconfig
         self.done: set[str] = set()
 
     def budget(self, uid: str) -> float:
-        """Seconds this pod may run: ``after`` ±25 %, fixed per pod (spot reclaims are not a metronome)."""
+        """Seconds this pod may run: ``after`` ±25 %, fixed per pod (spot reclaims are not a metronome).
+
+        The run's first pod gets ``first_after`` instead: the run lands on a spot
+        node whose reclaim is already under way.
+        """
         spread = int(hashlib.sha256(uid.encode()).hexdigest()[:4], 16) / 0xFFFF
-        return self.after * (0.75 + 0.5 * spread)
+        return (self.after if self.done else self.first_after) * (0.75 + 0.5 * spread)
 
     def due(self) -> list[Any]:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={self.job}").items
@@ -122,7 +127,7 @@ class Reclaimer:
                 print(f"reclaimer: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
                 if failures > 60:
                     return
-            time.sleep(1.0)
+            time.sleep(0.25)
 
 
 def _pod_process(pod: str, namespace: str, state: Path | None = None) -> int | None:
@@ -152,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True)
     parser.add_argument("--node", required=True)
     parser.add_argument("--after", type=float, required=True)
+    parser.add_argument("--first-after", type=float, default=None,
+                        help="run time of the first pod before its reclaim (default: --after)")
     parser.add_argument("--local-processes", action="store_true")
     a = parser.parse_args(argv)
-    Reclaimer(a.kubeconfig, a.namespace, a.job, a.node, a.after, a.local_processes).run()
+    Reclaimer(a.kubeconfig, a.namespace, a.job, a.node, a.after, a.local_processes, a.first_after).run()
 
 
 if __name__ == "__main__":

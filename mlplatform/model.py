@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Bucket bounds of the serving pods' ``prediction_score`` histogram (monitoring reads medians off them).
+SCORE_BUCKETS: tuple[float, ...] = (.01, .02, .05, .1, .2, .3, .5, .7, .9, 1.0)
+
 
 @dataclass
 class Model:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mlops_drill.mlplatform import appkit, cudainit, data, loadtime, transforms
 from mlops_drill.mlplatform.artifacts import LoadedVersion, ensure_artifacts, load_version
 from mlops_drill.mlplatform.discovery import service_url
+from mlops_drill.mlplatform.model import SCORE_BUCKETS
 
 APP = "fraud-model"
 DEFAULT_RELEASE = "1.4.0"
@@ -59,8 +60,7 @@ DEVICE_TIME = Histogram("model_inference_seconds", "Forward-pass time on the inf
                         buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5))
 CONFIDENCE = Histogram("prediction_confidence", "max(p, 1-p) of each prediction",
                        buckets=(.5, .6, .7, .8, .85, .9, .925, .95, .975, .99, 1.0))
-SCORE = Histogram("prediction_score", "Predicted fraud probability",
-                  buckets=(.01, .02, .05, .1, .2, .3, .5, .7, .9, 1.0))
+SCORE = Histogram("prediction_score", "Predicted fraud probability", buckets=SCORE_BUCKETS)
 NULL_RATE = Gauge("feature_null_rate", f"Share of the last {NULL_WINDOW} requests with the feature missing",
                   ["feature"])
 FRESHNESS = Gauge("feature_freshness_seconds", "Age of the online features used by the last entity request",

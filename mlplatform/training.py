@@ -86,6 +86,9 @@ class Ledger:
 
 def main() -> int:
     appkit.set_app_name("fraud-train")
+    # First thing: a stop that comes while the data is still being built is a stop like any other.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     epochs = int(appkit.env_float("EPOCHS", 20))
     epoch_seconds = appkit.env_float("EPOCH_SECONDS", 3.0)
     gpu_hours_per_epoch = appkit.env_float("GPU_HOURS_PER_EPOCH", 0.5)
@@ -122,8 +125,6 @@ def main() -> int:
                data_period=period, data_version=train.version_hash(),
                gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2))
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     val_auc: float | None = None
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.monotonic()

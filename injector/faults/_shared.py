@@ -78,15 +78,72 @@ def service_shows(ctx: DrillContext, namespace: str, service: str, path: str,
 def metric_samples(ctx: DrillContext, namespace: str, service: str) -> dict[tuple[str, tuple], float] | None:
     """Every sample of one pod's /metrics behind the Service (None when unreachable)."""
     import httpx
-    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         with ctx.service(namespace, service) as base:
             text = httpx.get(base + "/metrics", timeout=10).text
     except Exception:  # noqa: BLE001
         return None
+    return _samples(text)
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def pod_url(ctx: DrillContext, pod: Any) -> str | None:
+    """Base URL of one pod's container as the engine reaches it; None where it cannot.
+
+    Why per pod: a Service answers from one pod per request, so a check that
+    must see every replica (a Prometheus scrape does the same) or one given
+    replica (a canary) reads the pod itself. On process-backed nodes the
+    container's local port is in the kubelet's process record; other backends
+    give None and the caller keeps to what the Service shows.
+    """
+    from pathlib import Path
+
+    from mlops_drill.cluster.processpods import records
+
+    state = getattr(ctx.backend, "state", None)
+    if state is None or not ctx.backend.runs_processes:
+        return None
+    found = records.find(Path(state), pod.metadata.namespace, pod.metadata.name)
+    port = found[1].get("PORT") if found else None
+    return f"http://127.0.0.1:{port}" if port else None
+
+
+def pod_metric_samples(ctx: DrillContext, pod: Any) -> dict[tuple[str, tuple], float] | None:
+    """Every sample of this pod's own /metrics (None when it cannot be reached)."""
+    import httpx
+
+    base = pod_url(ctx, pod)
+    if base is None:
+        return None
+    try:
+        text = httpx.get(base + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    return _samples(text)
+
+
+def inline_transaction(**features: float) -> dict[str, Any]:
+    """A replay-shaped /predict body carrying every feature inline (``features`` override some).
+
+    What a smoke test sends a single pod: a real transaction of the baseline
+    period, so a pod answers it as it answers the replay's.
+    """
+    import numpy as np
+
+    from mlops_drill.mlplatform import data
+
+    rng = np.random.default_rng()
+    txn = data.sample_transactions(rng, 1, data.period(data.BASELINE_PERIOD).transactions)
+    account = data.sample_accounts(rng, 1)
+    values = {k: float(v[0]) for k, v in {**txn, **account}.items()}
+    return {"card_number": "4111111111111111", "features": {**values, **features}}
 
 
 def created(obj: Any) -> float:
@@ -107,16 +164,25 @@ def is_ready(pod) -> bool:
         c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def recycle_pods(ctx: DrillContext, namespace: str, selector: str, timeout: float = 60) -> None:
-    """Replace a workload's pods one by one, each after its successor is Ready (no outage)."""
-    for pod in pods(ctx, namespace, selector):
+def recycle_pods(ctx: DrillContext, namespace: str, selector: str, timeout: float = 60,
+                 wait_last: bool = True) -> None:
+    """Replace a workload's pods one by one, each after its successor is Ready (no outage).
+
+    With ``wait_last=False`` the last pod is deleted once the one before it has
+    a Ready successor, and its own successor starts without being waited for:
+    the others already serve, so there is no outage either way.
+    """
+    victims = pods(ctx, namespace, selector)
+    for i, pod in enumerate(victims):
         ready_before = {p.metadata.name for p in pods(ctx, namespace, selector) if is_ready(p)}
         ctx.delete("pod", pod.metadata.name, namespace)
+        if not wait_last and i == len(victims) - 1:
+            return
         deadline = time.monotonic() + timeout
         while not any(is_ready(p) and p.metadata.name not in ready_before for p in pods(ctx, namespace, selector)):
             if time.monotonic() > deadline:
                 raise DrillError(f"{namespace}: no replacement for pod {pod.metadata.name} after {timeout:.0f}s")
-            time.sleep(0.2)
+            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the model registry

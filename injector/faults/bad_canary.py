@@ -18,6 +18,7 @@ from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults import _workload as wl
+from mlops_drill.injector.faults._shared import inline_transaction, is_ready, pod_url
 
 #: Field manager of the canary: what `kubectl apply --server-side` from a deploy pipeline records.
 PIPELINE_MANAGER = "kubectl"
@@ -59,10 +60,26 @@ class BadCanary(Fault):
         ctx.apply([self.canary_manifest(ctx)], manager=PIPELINE_MANAGER)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
-        """A canary pod answered real replay traffic with HTTP 500."""
+        """A Ready canary pod, so in the Service's rotation, fails an account with no recent activity.
+
+        The replay finds that out at its own pace: a third of 10 requests/s reach
+        the canary and 8 % of accounts have ``txn_count_24h == 0``, so its first
+        500 comes after about 4 s on average and sometimes after 10. The
+        evidence a smoke test collects is the same failure at once: one such
+        transaction sent to the canary pod, which answers it 500 like the
+        replay's. Where the engine cannot reach a pod directly, a 500 the canary
+        logged for replay traffic is the evidence.
+        """
         p = self.params
         selector = f"track={p.track_label},app={self.canary_manifest(ctx)['spec']['selector']['matchLabels']['app']}"
         for pod in wl.new_pods(ctx, p.namespace, selector, getattr(self, "applied_at", 0.0)):
+            if not is_ready(pod):
+                continue
+            base = pod_url(ctx, pod)
+            if base is not None:
+                if _answers_500(base, inline_transaction(txn_count_24h=0.0)):
+                    return True
+                continue
             for line in wl.json_lines(wl.pod_log(ctx, p.namespace, pod.metadata.name)):
                 if line.get("msg") == "request" and line.get("path") == "/predict" and line.get("status") == 500:
                     return True
@@ -73,3 +90,13 @@ class BadCanary(Fault):
         ctx.delete("deployment", p.canary_deployment, p.namespace)
         wl.wait_gone(ctx, "deployment", p.canary_deployment, p.namespace)
         baseline.restore(ctx, "Deployment", p.stable, p.namespace)
+
+
+
+def _answers_500(base: str, body: dict) -> bool:
+    import httpx
+
+    try:
+        return httpx.post(base + "/predict", json=body, timeout=5).status_code == 500
+    except httpx.HTTPError:
+        return False

@@ -48,6 +48,9 @@ class Params(BaseModel):
     spot_label: str = Field("cloud.google.com/gke-spot", description="node label (value \"true\") marking spot capacity")
     preempt_after_seconds: float = Field(20.0, ge=5, le=600,
                                          description="run time of a training pod before it is reclaimed (±25%)")
+    first_preempt_after_seconds: float = Field(
+        1.2, ge=0.5, le=600, description="run time of the run's first pod (±25%): the spot node it lands on "
+                                         "is already being reclaimed")
 
 
 class DisableCheckpointing(Fault):
@@ -80,7 +83,8 @@ class DisableCheckpointing(Fault):
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}=true", "--overwrite")
         ctx.apply([self.faulty_job(ctx)], manager=PIPELINE_MANAGER)
         args = ["--kubeconfig", str(ctx.kubeconfig), "--namespace", p.namespace, "--job", p.job,
-                "--node", p.spot_node, "--after", str(p.preempt_after_seconds)]
+                "--node", p.spot_node, "--after", str(p.preempt_after_seconds),
+                "--first-after", str(p.first_preempt_after_seconds)]
         if ctx.backend.runs_processes:
             args.append("--local-processes")
         daemons.start(DAEMON, daemons.python_module("mlops_drill.injector.spot_reclaimer", *args), state)

@@ -17,6 +17,7 @@ from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults import _workload as wl
+from mlops_drill.injector.faults._shared import inline_transaction, is_ready, pod_url
 
 
 class Params(BaseModel):
@@ -50,12 +51,28 @@ class ReleaseLargeModel(Fault):
         ctx.patch("deployment", p.deployment, p.namespace, ops)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
-        """A pod of the new release answered a /predict slower than the SLO (it queued behind the load)."""
+        """A Ready pod of the new release keeps a /predict waiting longer than the SLO (it queues behind the load).
+
+        The replay's slow answers are logged only once the load is over; a request
+        sent to a Ready new pod that has not been answered within the SLO is the
+        same spike, seen from the client as it happens. Where the engine cannot
+        reach a pod directly, the logged slow answers are the evidence.
+        """
+        import httpx
+
         p = self.params
         since = getattr(self, "applied_at", 0.0)
         for pod in wl.new_pods(ctx, p.namespace, f"app={p.deployment}", since):
             if not pod.spec.containers[0].image.endswith(f":{p.image_tag}"):
                 continue
+            base = pod_url(ctx, pod) if is_ready(pod) else None
+            if base is not None:
+                try:
+                    httpx.post(base + "/predict", json=inline_transaction(), timeout=p.slo_seconds)
+                except httpx.TimeoutException:
+                    return True
+                except httpx.HTTPError:
+                    pass
             for line in wl.json_lines(wl.pod_log(ctx, p.namespace, pod.metadata.name)):
                 if line.get("msg") == "request" and line.get("path") == "/predict" \
                         and float(line.get("latency_ms", 0)) >= p.slo_seconds * 1000:
