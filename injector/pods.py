@@ -84,16 +84,38 @@ def ensure_ready_pod_on(ctx: DrillContext, namespace: str, selector: str, node: 
     return pod
 
 
-def delete_pods_on(ctx: DrillContext, namespace: str, selector: str, node: str, unready_only: bool = False) -> None:
-    """Delete the pods of ``selector`` on ``node`` (their controller starts fresh ones)."""
+def delete_pods_on(ctx: DrillContext, namespace: str, selector: str, node: str,
+                   unready_only: bool = False) -> list[str]:
+    """Delete the pods of ``selector`` on ``node`` (their controller starts fresh ones); their names."""
+    deleted = []
     for pod in list_pods(ctx, namespace, selector):
         if node_of(pod) == node and not (unready_only and is_ready(pod)):
             ctx.delete("pod", pod["metadata"]["name"], namespace)
+            deleted.append(pod["metadata"]["name"])
+    return deleted
 
 
-def restart_device_plugin(ctx: DrillContext, node: str) -> None:
-    """A fresh device-plugin pod on ``node``: it re-reads the node's GPUs from scratch."""
-    delete_pods_on(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR, node)
+def restart_device_plugin(ctx: DrillContext, node: str) -> list[str]:
+    """A fresh device-plugin pod on ``node``: it re-reads the node's GPUs from scratch. The old pods' names."""
+    return delete_pods_on(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR, node)
+
+
+def wait_device_plugin(ctx: DrillContext, node: str, replaced: list[str], timeout: float = 60) -> None:
+    """The plugin pods in ``replaced`` are gone and a fresh one on ``node`` is Ready.
+
+    Why a reset waits for this itself: right after the deletion the DaemonSet's
+    status still counts the old pod as ready, so a health check can pass just
+    before the DaemonSet turns unready for the restart.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        plugins = list_pods(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR)
+        names = {p["metadata"]["name"] for p in plugins}
+        if not names & set(replaced) and any(node_of(p) == node and is_ready(p) for p in plugins):
+            return
+        if time.monotonic() > deadline:
+            raise DrillError(f"no Ready device-plugin pod on {node} {timeout:.0f}s after its restart")
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mlops_drill.cluster.gpu.model import GpuNode, XidEvent, new_node
 from mlops_drill.errors import DrillError
-from mlops_drill.injector import pods
+from mlops_drill.injector import baseline, pods
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.nodes import restore_node
@@ -76,7 +76,12 @@ class CrashDevicePlugin(Fault):
         """The node back from repair: healthy GPUs, a fresh plugin, the pool's scheduling."""
         p = self.params
         ctx.put_gpu_node(new_node(p.node, count=len(ctx.gpu_node(p.node).devices)))
-        pods.restart_device_plugin(ctx, p.node)
+        self._replaced_plugins = pods.restart_device_plugin(ctx, p.node)
         selector = pods.workload_selector(ctx, p.namespace, p.workload)
         pods.delete_pods_on(ctx, p.namespace, selector, p.node, unready_only=True)  # crash-looping replicas
         restore_node(ctx, p.node)
+
+    def settle(self, ctx: DrillContext) -> None:
+        """The restarted plugin may still be on its way when the rest of the baseline is healthy."""
+        pods.wait_device_plugin(ctx, self.params.node, getattr(self, "_replaced_plugins", []))
+        baseline.wait_healthy(ctx)
