@@ -101,17 +101,20 @@ def restart_device_plugin(ctx: DrillContext, node: str) -> list[str]:
 
 
 def wait_device_plugin(ctx: DrillContext, node: str, replaced: list[str], timeout: float = 60) -> None:
-    """The plugin pods in ``replaced`` are gone and a fresh one on ``node`` is Ready.
+    """The plugin pods in ``replaced`` are gone, a fresh one on ``node`` is Ready, and the baseline healthy.
 
-    Why a reset waits for this itself: right after the deletion the DaemonSet's
-    status still counts the old pod as ready, so a health check can pass just
-    before the DaemonSet turns unready for the restart.
+    For the ``settle`` of a fault whose revert restarted the plugin: right after
+    the deletion the DaemonSet's status still counts the old pod as ready, so the
+    reset's health check can pass just before the DaemonSet turns unready.
     """
+    from mlops_drill.injector import baseline
+
     deadline = time.monotonic() + timeout
     while True:
         plugins = list_pods(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR)
         names = {p["metadata"]["name"] for p in plugins}
         if not names & set(replaced) and any(node_of(p) == node and is_ready(p) for p in plugins):
+            baseline.wait_healthy(ctx)  # now the DaemonSet's status can only be catching up
             return
         if time.monotonic() > deadline:
             raise DrillError(f"no Ready device-plugin pod on {node} {timeout:.0f}s after its restart")

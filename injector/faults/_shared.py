@@ -77,14 +77,22 @@ def service_shows(ctx: DrillContext, namespace: str, service: str, path: str,
 
 def metric_samples(ctx: DrillContext, namespace: str, service: str) -> dict[tuple[str, tuple], float] | None:
     """Every sample of one pod's /metrics behind the Service (None when unreachable)."""
+    try:
+        with ctx.service(namespace, service) as base:
+            text = _metrics_text(base, timeout=10)
+    except Exception:  # noqa: BLE001 - no proxy or port-forward yet: unreachable like any other
+        return None
+    return None if text is None else _samples(text)
+
+
+def _metrics_text(base: str, timeout: float) -> str | None:
+    """``base``'s /metrics page (None when it does not answer)."""
     import httpx
 
     try:
-        with ctx.service(namespace, service) as base:
-            text = httpx.get(base + "/metrics", timeout=10).text
-    except Exception:  # noqa: BLE001
+        return httpx.get(base + "/metrics", timeout=timeout).text
+    except httpx.HTTPError:
         return None
-    return _samples(text)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -117,16 +125,9 @@ def pod_url(ctx: DrillContext, pod: Any) -> str | None:
 
 def pod_metric_samples(ctx: DrillContext, pod: Any) -> dict[tuple[str, tuple], float] | None:
     """Every sample of this pod's own /metrics (None when it cannot be reached)."""
-    import httpx
-
     base = pod_url(ctx, pod)
-    if base is None:
-        return None
-    try:
-        text = httpx.get(base + "/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return None
-    return _samples(text)
+    text = None if base is None else _metrics_text(base, timeout=5)
+    return None if text is None else _samples(text)
 
 
 def inline_transaction(**features: float) -> dict[str, Any]:

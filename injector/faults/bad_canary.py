@@ -92,7 +92,6 @@ class BadCanary(Fault):
         baseline.restore(ctx, "Deployment", p.stable, p.namespace)
 
 
-
 def _answers_500(base: str, body: dict) -> bool:
     import httpx
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mlops_drill.cluster.gpu.model import GpuNode, XidEvent, new_node
 from mlops_drill.errors import DrillError
-from mlops_drill.injector import baseline, pods
+from mlops_drill.injector import pods
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.nodes import restore_node
@@ -82,6 +82,4 @@ class CrashDevicePlugin(Fault):
         restore_node(ctx, p.node)
 
     def settle(self, ctx: DrillContext) -> None:
-        """The restarted plugin may still be on its way when the rest of the baseline is healthy."""
         pods.wait_device_plugin(ctx, self.params.node, getattr(self, "_replaced_plugins", []))
-        baseline.wait_healthy(ctx)

@@ -38,6 +38,7 @@ class Params(BaseModel):
     min_median_score: float = Field(
         0.02, description="a bucket bound of prediction_score: their median score is above it "
                           "(baseline traffic: ~0.014)")
+    production_version: str = "3"
 
     @field_validator("min_median_score")
     @classmethod
@@ -45,7 +46,6 @@ class Params(BaseModel):
         if value not in SCORE_BUCKETS:
             raise ValueError(f"must be a bucket bound of prediction_score ({', '.join(map(str, SCORE_BUCKETS))})")
         return value
-    production_version: str = "3"
 
 
 class ShiftInputDistribution(Fault):
