@@ -1,6 +1,9 @@
-"""Group-drill load: N scripted seats against `mlops-drill serve` with one embedded cluster per seat.
+"""Group-drill load: N scripted seats against `mlops-drill serve`, on one shared cluster or one cluster each.
 
-For each N it starts a drill of N seats (``--parallel`` seat clusters at once),
+For each N it starts a drill of N seats (``--isolation namespaces``, the
+default: every seat a set of namespaces and nodes of one shared cluster behind
+its own gateway endpoint; ``clusters``: an embedded cluster per seat,
+``--parallel`` of them started at once),
 then runs one scripted candidate per seat for ``--duration`` seconds: kubectl
 reads with the seat's kubeconfig and curl of fraud-model's /metadata through a
 port-forward, one command every ``--human-interval / --speedup`` seconds (a
@@ -12,13 +15,12 @@ the instructor's page does. It prints:
 * seat start-up: seconds to all seats ready, per-seat phases;
 * kubectl latency p50/p95 over all seats (client wall time of the real kubectl);
 * curl latency p50/p95; dashboard JSON p50/p95 (grading every seat's transcript);
-* memory per seat: PSS of the seat's control plane, node agent and platform
-  processes (the agent's descendants), and the server's own PSS.
+* memory per seat: with a cluster each, PSS of the seat's control plane, node
+  agent and platform processes; shared, PSS of the seat's own platform
+  processes, plus the shared cluster's own (control plane, node agent) once;
+  and the server's PSS (it runs the seats' gateway).
 
-Per-seat clusters hold a handful of seats on a 2-core machine; N = 10/25/50
-needs the shared-cluster (namespace per seat) mode, which is not built.
-
-Usage: .venv/bin/python bench/drill_load.py [--seats 2 4] [--duration 60] [--parallel 1]
+Usage: .venv/bin/python bench/drill_load.py [--seats 10 25 50] [--duration 60] [--isolation namespaces]
 """
 from __future__ import annotations
 
@@ -152,7 +154,24 @@ class Seat:
             self.forwarder.stop()
 
 
-def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -> None:
+def shared_memory(state: Path, drill_id: str, n: int) -> tuple[dict[int, float], float]:
+    """PSS of each seat's own platform processes, and of the shared cluster's other processes."""
+    from mlops_drill.cluster.processpods import records
+    from mlops_drill.cluster.seats.names import seat_prefix
+    from mlops_drill.drills.shared import CLUSTER_NAME
+
+    cluster = state / "clusters" / CLUSTER_NAME
+    by_seat: dict[int, set[int]] = {k: set() for k in range(1, n + 1)}
+    for pid, env in records.live(cluster):
+        for k in by_seat:
+            if env.get("POD_NAMESPACE", "").startswith(seat_prefix(drill_id, k)):
+                by_seat[k].add(pid)
+    seat_processes = set().union(*by_seat.values()) if by_seat else set()
+    return ({k: pss_mib(p) for k, p in by_seat.items()},
+            pss_mib(seat_pids(cluster) - seat_processes))
+
+
+def run(n: int, duration: float, interval: float, parallel: int, kubectl: str, isolation: str) -> None:
     root = Path(tempfile.mkdtemp(prefix="drill-load-"))
     env = {**os.environ, "MLOPS_DRILL_STATE": str(root / "state"), "MLOPS_DRILL_INSTRUCTOR_TOKEN": TOKEN}
     os.environ["MLOPS_DRILL_STATE"] = env["MLOPS_DRILL_STATE"]
@@ -171,7 +190,7 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
             except httpx.HTTPError:
                 time.sleep(0.3)
         t0 = time.monotonic()
-        created = http.post("/api/drills", json={"scenario": SCENARIO, "seats": n}).json()
+        created = http.post("/api/drills", json={"scenario": SCENARIO, "seats": n, "isolation": isolation}).json()
         drill_id = created["id"]
         while True:
             board = http.get(f"/api/drills/{drill_id}").json()
@@ -180,7 +199,7 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
             time.sleep(1)
         ready_s = time.monotonic() - t0
         failed = [s for s in board["seats"] if s["state"] == "failed"]
-        print(f"\nN={n}: {n - len(failed)}/{n} seats ready in {ready_s:.0f}s (parallel={parallel}); "
+        print(f"\nN={n} ({isolation}): {n - len(failed)}/{n} seats ready in {ready_s:.0f}s; "
               f"per seat total {[s['setup_s'].get('total') for s in board['seats']]} s")
         for s in failed:
             print(f"  seat {s['seat']} failed: {s['error']}")
@@ -202,11 +221,17 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
         for t in threads:
             t.start()
         mem_samples: list[dict[int, float]] = []
+        shared_mib: list[float] = []
         while any(t.is_alive() for t in threads):
             time.sleep(min(10, duration / 3))
-            mem_samples.append({s["seat"]: pss_mib(seat_pids(root / "state" / "clusters" /
-                                                             f"seat-{drill_id}-{s['seat']}"))
-                                for s in board["seats"]})
+            if isolation == "namespaces":
+                per_seat, rest = shared_memory(root / "state", drill_id, n)
+                mem_samples.append(per_seat)
+                shared_mib.append(rest)
+            else:
+                mem_samples.append({s["seat"]: pss_mib(seat_pids(root / "state" / "clusters" /
+                                                                 f"seat-{drill_id}-{s['seat']}"))
+                                    for s in board["seats"]})
         for t in threads:
             t.join()
         stop.set()
@@ -225,6 +250,10 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str) -
         if per_seat_mib:
             print(f"  memory per seat (PSS, peak): mean {statistics.mean(per_seat_mib):.0f} MiB, "
                   f"max {max(per_seat_mib):.0f} MiB; server {pss_mib([server.pid]):.0f} MiB")
+        if shared_mib:
+            print(f"  shared cluster (control plane, node agent, zygote; PSS, peak): {max(shared_mib):.0f} MiB, "
+                  f"{max(shared_mib) / n:.0f} MiB per seat; all seats and cluster together "
+                  f"{(sum(per_seat_mib) + max(shared_mib)) / n:.0f} MiB per seat")
     finally:
         if drill_id:
             t = time.monotonic()
@@ -241,7 +270,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds of scripted work per N")
     parser.add_argument("--human-interval", type=float, default=15, help="seconds between a person's commands")
     parser.add_argument("--speedup", type=float, default=10)
-    parser.add_argument("--parallel", type=int, default=1, help="seat clusters started at once")
+    parser.add_argument("--parallel", type=int, default=1, help="seat clusters started at once (clusters)")
+    parser.add_argument("--isolation", choices=("namespaces", "clusters"), default="namespaces")
     args = parser.parse_args()
     from mlops_drill.cluster.toolchain import ensure_toolchain
 
@@ -249,7 +279,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; one command per {args.human_interval / args.speedup:.1f}s per seat "
           f"(human {args.human_interval:.0f}s x{args.speedup:g}); {args.duration:.0f}s per N")
     for n in args.seats:
-        run(n, args.duration, args.human_interval / args.speedup, args.parallel, kubectl)
+        run(n, args.duration, args.human_interval / args.speedup, args.parallel, kubectl, args.isolation)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,13 @@ def candidate_kubeconfig(admin_kubeconfig: Path, token: str, user: str = "oncall
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def ensure_candidate(api_client, admin_kubeconfig: Path, out: Path, hours: int = 24) -> Path:
-    """Create the RBAC objects and write the candidate's kubeconfig to ``out``."""
+def ensure_candidate(api_client, admin_kubeconfig: Path, out: Path, hours: int = 24,
+                     token: str | None = None) -> Path:
+    """Create the RBAC objects and write the candidate's kubeconfig to ``out``.
+
+    ``token``: what the kubeconfig carries instead of a minted ServiceAccount
+    token (a seat's gateway token, which the gateway turns into this identity).
+    """
     from kubernetes import client, utils
     from kubernetes.client.exceptions import ApiException
 
@@ -119,7 +124,7 @@ def ensure_candidate(api_client, admin_kubeconfig: Path, out: Path, hours: int =
                 raise
             if obj["kind"] == "ClusterRole":  # rules may have grown since this cluster was set up
                 rbac.replace_cluster_role(obj["metadata"]["name"], obj)
-    token = core.create_namespaced_service_account_token(
+    token = token or core.create_namespaced_service_account_token(
         CANDIDATE_SA, CANDIDATE_SA_NAMESPACE,
         {"spec": {"audiences": [], "expirationSeconds": hours * 3600}}).status.token
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,8 @@ def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:
     namespaces = [d for d in docs if d["kind"] == "Namespace"]
     ctx.apply(namespaces)
     ctx.apply([d for d in docs if d["kind"] != "Namespace"])
-    access.ensure_candidate(ctx.api, ctx.kubeconfig, candidate_kubeconfig_path(ctx))
+    access.ensure_candidate(ctx.api, ctx.kubeconfig, candidate_kubeconfig_path(ctx),
+                            token=ctx.backend.candidate_token())
     if wait:
         wait_healthy(ctx, timeout)
     return time.monotonic() - started

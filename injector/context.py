@@ -260,11 +260,11 @@ class DrillContext:
     @contextlib.contextmanager
     def service(self, namespace: str, name: str, port: int = 80) -> Iterator[str]:
         """Base URL of a Service: the embedded proxy directly, else a kubectl port-forward."""
-        table_file = getattr(self.backend, "state", None)
-        table_file = Path(table_file) / "services.json" if table_file else None
-        if table_file and table_file.is_file() and self.backend.runs_processes:
+        state = self.backend.process_state
+        table_file = state / "services.json" if state else None
+        if table_file and table_file.is_file():
             table = json.loads(table_file.read_text())
-            address = table.get(f"{namespace}/{name}:{port}")
+            address = table.get(f"{self.backend.cluster_namespace(namespace)}/{name}:{port}")
             if not address:
                 raise DrillError(f"service {namespace}/{name}:{port} has no local proxy (does it exist?)")
             yield f"http://{address}"

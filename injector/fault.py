@@ -28,6 +28,9 @@ class Fault(abc.ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     description: ClassVar[str] = ""
+    #: False where the fault changes what a seat of a shared cluster does not have a copy of its own
+    #: (the GPU inventory and device-plugin state the shared node agent keeps).
+    seat_ready: ClassVar[bool] = True
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         try:

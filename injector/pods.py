@@ -144,12 +144,13 @@ def _environ(pid: int) -> dict[str, str] | None:
 
 def pod_process(ctx: DrillContext, namespace: str, name: str) -> LocalProcess | None:
     """The container process of pod ``namespace/name`` on this cluster (embedded backend only)."""
-    state = getattr(ctx.backend, "state", None)
-    if not ctx.backend.runs_processes or state is None:
+    state = ctx.backend.process_state
+    if state is None:
         raise DrillError("this fault needs process-backed pods (the embedded backend)")
     from mlops_drill.cluster.processpods import records
 
-    recorded = records.find(Path(state), namespace, name)
+    namespace = ctx.backend.cluster_namespace(namespace)
+    recorded = records.find(state, namespace, name)
     if recorded is not None:  # what the kubelet wrote; a forked container's /proc environ is the zygote's
         return LocalProcess(*recorded)
     services = str(Path(state) / "services.json")

@@ -29,7 +29,8 @@ class Reclaimer:
     """Plays the cloud's spot capacity: stops training pods on one node after a while, as a shutdown does."""
 
     def __init__(self, kubeconfig: Path, namespace: str, job: str, node: str, after: float,
-                 local_processes: bool, first_after: float | None = None) -> None:
+                 local_processes: bool, first_after: float | None = None, process_state: Path | None = None,
+                 process_namespace: str | None = None) -> None:
         from kubernetes import client
 
         from mlops_drill.cluster.kube import api_client
@@ -38,7 +39,10 @@ class Reclaimer:
         self.namespace, self.job, self.node, self.after = namespace, job, node, after
         self.first_after = after if first_after is None else first_after
         self.local_processes = local_processes
-        self.state = Path(kubeconfig).resolve().parent  # the embedded cluster's folder holds its kubeconfig
+        # The embedded cluster's folder holds its kubeconfig; a seat of a shared cluster names the shared one,
+        # and the namespace its pods have there.
+        self.state = process_state or Path(kubeconfig).resolve().parent
+        self.process_namespace = process_namespace or namespace
         self.done: set[str] = set()
 
     def budget(self, uid: str) -> float:
@@ -74,7 +78,7 @@ class Reclaimer:
             body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=self.namespace))
             self.core.create_namespaced_pod_eviction(name, self.namespace, body)
             return
-        pid = _pod_process(name, self.namespace, self.state)
+        pid = _pod_process(name, self.process_namespace, self.state)
         if pid is None:
             return
         # A kubelet shutting its node down marks the pod Failed with the disruption condition, then stops
@@ -160,8 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-after", type=float, default=None,
                         help="run time of the first pod before its reclaim (default: --after)")
     parser.add_argument("--local-processes", action="store_true")
+    parser.add_argument("--process-state", type=Path, default=None,
+                        help="the process kubelet's folder (default: the kubeconfig's)")
+    parser.add_argument("--process-namespace", default=None,
+                        help="the namespace the pods have on the cluster itself (a seat's differs)")
     a = parser.parse_args(argv)
-    Reclaimer(a.kubeconfig, a.namespace, a.job, a.node, a.after, a.local_processes, a.first_after).run()
+    Reclaimer(a.kubeconfig, a.namespace, a.job, a.node, a.after, a.local_processes, a.first_after,
+              a.process_state, a.process_namespace).run()
 
 
 if __name__ == "__main__":

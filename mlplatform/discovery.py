@@ -2,7 +2,8 @@
 
 1. env ``<NAME>_URL`` (``model-registry`` -> ``MODEL_REGISTRY_URL``);
 2. the ``MLOPS_DRILL_SERVICES`` table the process kubelet keeps current
-   (``{"<namespace>/<service>": "127.0.0.1:<port>"}``);
+   (``{"<namespace>/<service>": "127.0.0.1:<port>"}``), in the pod's own seat of a
+   shared cluster when its namespace carries a seat prefix;
 3. cluster DNS, ``http://<name>.<namespace>.svc.cluster.local``.
 
 The table is re-read whenever its file changes, because Services come and go
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from mlops_drill.cluster.seats.names import namespace_prefix
 
 _cache: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
 
@@ -29,7 +32,9 @@ def service_url(name: str, namespace: str) -> str:
         return explicit.rstrip("/")
     table_path = os.environ.get("MLOPS_DRILL_SERVICES")
     if table_path:
-        address = _table(table_path).get(f"{namespace}/{name}")
+        # A seat of a shared cluster finds its own copy of the service: same prefix as this pod's namespace.
+        seat = namespace_prefix(os.environ.get("POD_NAMESPACE", ""))
+        address = _table(table_path).get(f"{seat}{namespace}/{name}")
         if address:
             return address if "://" in address else f"http://{address}"
     return f"http://{name}.{namespace}.svc.cluster.local"

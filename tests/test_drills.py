@@ -1,17 +1,19 @@
-"""Group drills end to end: a real `mlops-drill serve`, three seat clusters, two real seats.
+"""Group drills end to end: a real `mlops-drill serve`, three seats on one shared cluster, two real seats.
 
-This test shares nothing with the suite's session cluster: the server starts one
-embedded cluster per seat under a temporary state folder (``seat-<drill>-<n>``)
-and stops them at the end. Seat 1 types the scenario's reference solution into
-`mlops-drill join` (the real recorded shell, driven through a pseudo-terminal),
-seat 2 types the same commands with the fix first, seat 3 has not joined yet when
-they are graded, then types one command while headless Chromium watches the
-dashboard. The tests run in file order on one drill; the last one stops it.
+This test shares nothing with the suite's session cluster: the server starts its
+own shared cluster under a temporary state folder, puts each seat's namespaces
+and nodes on it behind the seat's own gateway endpoint, and stops it when the
+drill stops. Seat 1 types the scenario's reference solution into `mlops-drill
+join` (the real recorded shell, driven through a pseudo-terminal), seat 2 types
+the same commands with the fix first, seat 3 has not joined yet when they are
+graded, then types one command while headless Chromium watches the dashboard.
+The tests run in file order on one drill; the stop test stops it. The last test
+runs one seat with ``clusters`` isolation (an embedded cluster of its own).
 
 Isolation is asserted the way a candidate would hit it: with the seat's own
-token against the Kubernetes APIs. Seats are whole clusters in this cut, so on
-another seat's cluster the token is unknown (401 Unauthorized); on its own
-cluster the engine namespace is refused by RBAC (403 Forbidden).
+token against the Kubernetes API. Another seat's endpoint does not know the
+token (401 Unauthorized); another seat's namespaces, as the shared cluster
+names them, are refused by the gateway, and the engine namespace by RBAC (403).
 """
 from __future__ import annotations
 
@@ -159,6 +161,15 @@ def _seat_client(server: dict, code: str) -> tuple[httpx.Client, dict]:
                         timeout=60), answer
 
 
+def _kube_json(kubeconfig: dict, path: str) -> dict:
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    token = kubeconfig["users"][0]["user"]["token"]
+    response = httpx.get(cluster["server"] + path, headers={"Authorization": f"Bearer {token}"},
+                         verify=False, timeout=20)
+    assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    return response.json()
+
+
 def _kube_status(kubeconfig: dict, path: str, server: str | None = None) -> int:
     """HTTP status of one GET with the kubeconfig's token (against another API server when given)."""
     cluster = kubeconfig["clusters"][0]["cluster"]
@@ -202,15 +213,30 @@ def test_seat_kubeconfig_is_refused_on_other_seats_and_on_the_engine_namespace(d
     two, _ = _seat_client(drill_server, drill["codes"][2])
     cfg1 = yaml.safe_load(one.get("/api/seat/kubeconfig").text)
     cfg2 = yaml.safe_load(two.get("/api/seat/kubeconfig").text)
+    from mlops_drill.cluster.seats.names import seat_prefix
+
     server2 = cfg2["clusters"][0]["cluster"]["server"]
-    assert cfg1["clusters"][0]["cluster"]["server"] != server2, "two seats share one API server"
+    assert cfg1["clusters"][0]["cluster"]["server"] != server2, "two seats share one API endpoint"
 
     assert _kube_status(cfg1, "/api/v1/namespaces/serving/pods") == 200
     assert _kube_status(cfg1, "/api/v1/namespaces/mlops-drill-system/configmaps") == 403
     assert _kube_status(cfg1, "/api/v1/namespaces/mlops-drill-system/secrets") == 403
-    # Seat 1's token on seat 2's cluster: that API server never issued it.
+    # Seat 2's namespaces as the shared cluster names them, through seat 1's own endpoint.
+    other = seat_prefix(drill["id"], 2)
+    assert _kube_status(cfg1, f"/api/v1/namespaces/{other}serving/pods") == 403
+    assert _kube_status(cfg1, f"/api/v1/namespaces/{other}mlops-drill-system/configmaps") == 403
+    # Seat 1's token on seat 2's endpoint: that endpoint never issued it.
     assert _kube_status(cfg1, "/api/v1/namespaces/serving/pods", server=server2) == 401
     assert _kube_status(cfg1, "/api/v1/nodes", server=server2) == 401
+
+    # Seat 1 sees a cluster of its own: its namespaces and nodes by the product's names, nobody else's.
+    pods = _kube_json(cfg1, "/api/v1/pods")["items"]
+    assert {p["metadata"]["namespace"] for p in pods} >= {"serving", "features", "registry"}
+    assert all(not p["metadata"]["namespace"].startswith("s-") for p in pods), "another seat's pod is listed"
+    assert sorted(n["metadata"]["name"] for n in _kube_json(cfg1, "/api/v1/nodes")["items"]) == \
+        ["cpu-node-0", "cpu-node-1", "gpu-node-0", "gpu-node-1"]
+    names = {p["metadata"]["name"] for p in pods}
+    assert not names & {p["metadata"]["name"] for p in _kube_json(cfg2, "/api/v1/pods")["items"]}
 
 
 def test_two_seats_graded_dashboard_debrief_and_export(drill_server, drill, tmp_path):
@@ -301,8 +327,35 @@ def test_stopping_the_drill_removes_every_seat_cluster(drill_server, drill, tmp_
     # Seat 3 never handed in: its end state was checked before its cluster went.
     assert http.get(f"/api/drills/{drill['id']}").json()["seats"][2]["fixed"] is False
     assert {s["state"] for s in http.get(f"/api/drills/{drill['id']}").json()["seats"]} == {"stopped"}
+    # No drill is left on the shared cluster, so the server stopped it, and every seat process with it.
     clusters = Path(drill_server["env"]["MLOPS_DRILL_STATE"]) / "clusters"
-    assert not [p.name for p in clusters.glob(f"seat-{drill['id']}-*")], "seat clusters left behind"
-    left = subprocess.run(["pgrep", "-f", f"clusters/seat-{drill['id']}-"], capture_output=True, text=True).stdout
-    assert not left.strip(), f"seat processes still running: {left}"
+    left_behind = [p.name for p in clusters.iterdir()] if clusters.is_dir() else []
+    assert not left_behind, f"clusters left behind: {left_behind}"
+    left = subprocess.run(["pgrep", "-f", str(clusters)], capture_output=True, text=True).stdout
+    assert not left.strip(), f"cluster processes still running: {left}"
     assert httpx.post(drill_server["url"] + "/api/join", json={"code": drill["codes"][1]}).status_code == 410
+
+
+def test_a_seat_can_be_a_cluster_of_its_own(drill_server):
+    """``isolation: clusters``: the seat's kubeconfig names its own API server, which stops with the drill."""
+    http = drill_server["http"]
+    created = http.post("/api/drills", json={"scenario": "gpu-driver-cuda-mismatch", "seats": 1,
+                                             "isolation": "clusters"}).json()
+    board = wait(lambda: (b := http.get(f"/api/drills/{created['id']}").json())["seats"][0]["state"] != "starting"
+                 and b, 600, "the seat's own cluster", 2)
+    assert board["seats"][0]["state"] == "ready", board["seats"][0]
+    seat, _ = _seat_client(drill_server, created["seats"][0]["code"])
+    cfg = yaml.safe_load(seat.get("/api/seat/kubeconfig").text)
+    clusters = Path(drill_server["env"]["MLOPS_DRILL_STATE"]) / "clusters"
+    own = (clusters / f"seat-{created['id']}-1" / "admin.kubeconfig").read_text()
+    assert cfg["clusters"][0]["cluster"]["server"] in own, "the seat's kubeconfig is not its own cluster's"
+    assert _kube_status(cfg, "/api/v1/namespaces/serving/pods") == 200
+    assert _kube_status(cfg, "/api/v1/namespaces/mlops-drill-system/configmaps") == 403
+    http.delete(f"/api/drills/{created['id']}", timeout=600)
+    assert not (clusters / f"seat-{created['id']}-1").exists(), "the seat's cluster was left behind"
+
+
+def test_a_gpu_node_fault_needs_seats_with_clusters_of_their_own(drill_server):
+    answer = drill_server["http"].post("/api/drills", json={"scenario": "gpu-device-plugin-crash", "seats": 2})
+    assert answer.status_code == 422
+    assert "isolation 'clusters'" in answer.json()["detail"]

@@ -103,6 +103,20 @@ class Backend(abc.ABC):
         """True where pods are local processes started by our process kubelet (embedded)."""
         return False
 
+    @property
+    def process_state(self) -> Path | None:
+        """Folder where the process kubelet keeps ``services.json``, ``pods/`` and ``volumes/`` (embedded only)."""
+        state = getattr(self, "state", None)
+        return Path(state) if state is not None and self.runs_processes else None
+
+    def cluster_namespace(self, namespace: str) -> str:
+        """The name the cluster itself gives a namespace this backend shows as ``namespace``."""
+        return namespace
+
+    def candidate_token(self) -> str | None:
+        """The token the candidate's kubeconfig carries; None: a ServiceAccount token minted by the API."""
+        return None
+
     def prepare_images(self, images: list[str]) -> None:
         """Make ``images`` pullable by the nodes before the platform uses them.
 

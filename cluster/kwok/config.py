@@ -33,7 +33,9 @@ def kwokctl_config(api_port: int | None, exec_path: str = "") -> str:
         options["kubeApiserverPort"] = api_port
     patches: list[dict] = [
         # All KWOK nodes share the loopback kubelet endpoint; their Hostname addresses do not resolve.
-        {"name": "kube-apiserver", "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"}]},
+        # PodNodeSelector: the namespaces of a seat of a shared cluster keep its pods on its own nodes.
+        {"name": "kube-apiserver", "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+                                                 {"key": "enable-admission-plugins", "value": "PodNodeSelector"}]},
         # One instance each: leader election only makes a restarted controller wait out the old lease.
         {"name": "kube-controller-manager", "extraArgs": [{"key": "leader-elect", "value": "false"}]},
         {"name": "kube-scheduler", "extraArgs": [{"key": "leader-elect", "value": "false"}]},

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlops_drill.cluster.seats.names import namespace_prefix
+
 PROCESS_LABEL = "mlops-drill.dev/process"
 
 # lookup(kind, namespace, name) -> data dict (ConfigMap .data, Secret .data base64-decoded) or None.
@@ -115,7 +117,8 @@ def map_volumes(pod: dict, container: dict, pod_dir: Path, volumes_root: Path, l
         if "persistentVolumeClaim" in volume:
             host = volumes_root / namespace / volume["persistentVolumeClaim"]["claimName"]
         elif "hostPath" in volume:
-            host = volumes_root / "_host" / volume["hostPath"]["path"].strip("/")
+            # A seat of a shared cluster has nodes of its own, so its host folders are its own too.
+            host = volumes_root / "_host" / namespace_prefix(namespace) / volume["hostPath"]["path"].strip("/")
         else:
             host = pod_dir / "volumes" / mount["name"]
         host.mkdir(parents=True, exist_ok=True)

@@ -115,10 +115,10 @@ def pod_url(ctx: DrillContext, pod: Any) -> str | None:
 
     from mlops_drill.cluster.processpods import records
 
-    state = getattr(ctx.backend, "state", None)
-    if state is None or not ctx.backend.runs_processes:
+    state = ctx.backend.process_state
+    if state is None:
         return None
-    found = records.find(Path(state), pod.metadata.namespace, pod.metadata.name)
+    found = records.find(state, ctx.backend.cluster_namespace(pod.metadata.namespace), pod.metadata.name)
     port = found[1].get("PORT") if found else None
     return f"http://127.0.0.1:{port}" if port else None
 

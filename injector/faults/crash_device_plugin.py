@@ -40,6 +40,7 @@ class Params(BaseModel):
 
 class CrashDevicePlugin(Fault):
     name = "crash-device-plugin"
+    seat_ready = False  # edits the GPU inventory, which the node agent of a shared cluster owns
     Params = Params
 
     def apply(self, ctx: DrillContext) -> None:

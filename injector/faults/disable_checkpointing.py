@@ -85,8 +85,9 @@ class DisableCheckpointing(Fault):
         args = ["--kubeconfig", str(ctx.kubeconfig), "--namespace", p.namespace, "--job", p.job,
                 "--node", p.spot_node, "--after", str(p.preempt_after_seconds),
                 "--first-after", str(p.first_preempt_after_seconds)]
-        if ctx.backend.runs_processes:
-            args.append("--local-processes")
+        if ctx.backend.process_state is not None:
+            args += ["--local-processes", "--process-state", str(ctx.backend.process_state),
+                     "--process-namespace", ctx.backend.cluster_namespace(p.namespace)]
         daemons.start(DAEMON, daemons.python_module("mlops_drill.injector.spot_reclaimer", *args), state)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
@@ -134,12 +135,15 @@ def _clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
     Without this a run with checkpointing would resume from the last finished
     run's final epoch and the ledger would count yesterday's GPU hours.
     """
-    state = getattr(ctx.backend, "state", None)
-    if state is None or not ctx.backend.runs_processes:
+    from mlops_drill.cluster.seats.names import namespace_prefix
+
+    state = ctx.backend.process_state
+    if state is None:
         return
+    seat = namespace_prefix(ctx.backend.cluster_namespace(job["metadata"]["namespace"]))
     for volume in job["spec"]["template"]["spec"].get("volumes") or []:
         host = volume.get("hostPath", {}).get("path")
         if host:
-            folder = Path(state) / "volumes" / "_host" / host.strip("/")
+            folder = state / "volumes" / "_host" / seat / host.strip("/")
             if folder.is_dir():
                 shutil.rmtree(folder)

@@ -41,6 +41,7 @@ class Params(BaseModel):
 
 class DriverLibraryMismatch(Fault):
     name = "driver-library-mismatch"
+    seat_ready = False  # edits the GPU inventory, which the node agent of a shared cluster owns
     Params = Params
 
     def apply(self, ctx: DrillContext) -> None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from mlops_drill.drills import progress, seats
 from mlops_drill.drills.dashboard import drill_page, index_page
-from mlops_drill.drills.model import Drill, DrillStore, Seat
+from mlops_drill.drills.model import Drill, DrillStore, Isolation, Seat
 from mlops_drill.errors import DrillError
 
 log = logging.getLogger("mlops_drill.drills")
@@ -42,6 +42,8 @@ class DrillIn(BaseModel):
     scenario: str
     seats: int = Field(ge=1, le=50)
     time_limit_minutes: int | None = Field(None, ge=1, le=240)
+    isolation: Isolation = Field("namespaces", description="namespaces: seats share one cluster (light); "
+                                                           "clusters: one embedded cluster per seat")
 
 
 class JoinIn(BaseModel):
@@ -59,9 +61,16 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def create_app(state_dir: Path, instructor_token: str | None = None, parallel: int = 1) -> FastAPI:
-    """The app over drills kept in ``state_dir``; ``parallel`` seat clusters start at once."""
+def create_app(state_dir: Path, instructor_token: str | None = None, parallel: int = 1,
+               shared_parallel: int = 4) -> FastAPI:
+    """The app over drills kept in ``state_dir``.
+
+    ``parallel`` seat clusters start at once; ``shared_parallel`` seats of the
+    shared cluster (a seat there is mostly waiting for its platform to start).
+    """
     store = DrillStore(Path(state_dir))
+    if any(d.isolation == "namespaces" and d.state != "stopped" for d in store.drills.values()):
+        threading.Thread(target=seats.restore_routes, args=(store,), name="restore-seats", daemon=True).start()
     token = instructor_token or secrets.token_urlsafe(24)
     app = FastAPI(title="mlops-drill group drills", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.instructor_token = token
@@ -110,8 +119,17 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
             scenario = engine.scenario(body.scenario)
         except DrillError as exc:
             raise HTTPException(422, str(exc)) from None
-        drill = store.create(scenario.id, body.seats, body.time_limit_minutes or scenario.time_limit_minutes)
-        worker = threading.Thread(target=seats.provision_all, args=(store, drill, parallel),
+        if body.isolation == "namespaces":
+            from mlops_drill.injector.fault import REGISTRY
+
+            own = [f.name for f in scenario.faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready]
+            if own:
+                raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} changes GPU node state that "
+                                         f"seats of a shared cluster do not have a copy of; use isolation 'clusters'")
+        drill = store.create(scenario.id, body.seats, body.time_limit_minutes or scenario.time_limit_minutes,
+                             body.isolation)
+        at_once = shared_parallel if drill.isolation == "namespaces" else parallel
+        worker = threading.Thread(target=seats.provision_all, args=(store, drill, at_once),
                                   kwargs={"cancelled": lambda: drill.id in cancelled},
                                   name=f"drill-{drill.id}", daemon=True)
         workers[drill.id] = worker
@@ -169,6 +187,7 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         with store.lock:
             drill.state = "stopped"
             store.save(drill)
+        seats.stop_shared_if_idle(store)
         return {"id": drill.id, "state": drill.state}
 
     # -- seats -----------------------------------------------------------------------------
@@ -198,7 +217,7 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         if seat.state != "ready":
             raise HTTPException(409, f"seat {seat.n} is {seat.state}" + (f": {seat.error}" if seat.error else
                                                                           "; try again in a few seconds"))
-        return Response(seats.candidate_kubeconfig(seat).read_text(), media_type="application/yaml")
+        return Response(seats.candidate_kubeconfig(store, drill, seat).read_text(), media_type="application/yaml")
 
     @app.post("/api/seat/events")
     def seat_events(body: EventsIn, found: tuple[Drill, Seat] = Depends(seat_auth)) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from pydantic import BaseModel, Field
 
 SeatState = Literal["starting", "ready", "failed", "stopped"]
 DrillState = Literal["starting", "running", "stopped"]
+#: namespaces: every seat is a set of namespaces and nodes of one shared cluster, behind its own gateway
+#: endpoint; clusters: every seat is an embedded cluster of its own (heavier, but nothing is shared).
+Isolation = Literal["namespaces", "clusters"]
 
 # Join codes are read aloud and typed: no 0/O, 1/I/L.
 _CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -51,6 +54,8 @@ class Seat(BaseModel):
     joined_at: float | None = None
     finished_at: float | None = None
     setup_s: dict[str, float] = Field(default_factory=dict)
+    gateway_port: int | None = Field(None, description="namespaces isolation: the seat's API endpoint")
+    route: dict[str, str] | None = Field(None, description="namespaces isolation: prefix and gateway tokens")
 
 
 class Drill(BaseModel):
@@ -59,6 +64,7 @@ class Drill(BaseModel):
     time_limit_minutes: int
     created_at: float
     state: DrillState = "starting"
+    isolation: Isolation = "clusters"  # drills saved before seats could share a cluster had their own
     seats: list[Seat]
 
 
@@ -74,15 +80,23 @@ class DrillStore:
             drill = Drill.model_validate_json(path.read_text())
             self.drills[drill.id] = drill
 
-    def create(self, scenario: str, seats: int, time_limit_minutes: int) -> Drill:
+    def create(self, scenario: str, seats: int, time_limit_minutes: int,
+               isolation: Isolation = "namespaces") -> Drill:
+        from mlops_drill.cluster.seats.names import seat_prefix
+
         with self.lock:
             drill_id = secrets.token_hex(3)
             while drill_id in self.drills:
                 drill_id = secrets.token_hex(3)
+            made = [Seat(n=n, cluster=f"seat-{drill_id}-{n}", code=new_code(), token=new_token())
+                    for n in range(1, seats + 1)]
+            if isolation == "namespaces":
+                for seat in made:
+                    seat.cluster = seat_prefix(drill_id, seat.n).rstrip("-")
+                    seat.route = {"prefix": seat_prefix(drill_id, seat.n), "admin_token": new_token(),
+                                  "candidate_token": new_token()}
             drill = Drill(id=drill_id, scenario=scenario, time_limit_minutes=time_limit_minutes,
-                          created_at=time.time(),
-                          seats=[Seat(n=n, cluster=f"seat-{drill_id}-{n}", code=new_code(), token=new_token())
-                                 for n in range(1, seats + 1)])
+                          created_at=time.time(), isolation=isolation, seats=made)
             self.drills[drill_id] = drill
             self.save(drill)
             return drill

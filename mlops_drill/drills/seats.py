@@ -1,10 +1,12 @@
-"""A seat's cluster: start it with the fault injected, run its fix checks, stop it.
+"""A seat: start it with the fault injected, run its fix checks, stop it.
 
-Why one embedded cluster per seat (and not namespaces of a shared cluster):
-the baseline, every fault and the candidate RBAC use fixed namespace names, so
-the only isolation available without rewriting them is a whole cluster. The
-engine is used exactly as `mlops-drill start` uses it, so a seat behaves like
-a single-user drill.
+Two kinds of seat, one engine. With ``namespaces`` isolation (the default) a
+seat is a set of namespaces and nodes of the server's one shared cluster,
+reached through its own gateway endpoint that shows it as a whole cluster
+(``cluster/seats``): tens of seats fit where a handful of clusters would.
+With ``clusters`` isolation each seat is an embedded cluster of its own. Either
+way the engine runs exactly as `mlops-drill start` runs it, so a seat behaves
+like a single-user drill.
 """
 from __future__ import annotations
 
@@ -14,19 +16,30 @@ from pathlib import Path
 from typing import Callable
 
 from mlops_drill.drills.model import Drill, DrillStore, Seat, Verification
+from mlops_drill.drills.shared import SharedCluster
 from mlops_drill.errors import DrillError
 
+SHARED = SharedCluster()
 
-def _backend(seat: Seat):
+
+def _backend(store: DrillStore, drill: Drill, seat: Seat):
+    if drill.isolation == "namespaces":
+        assert seat.route is not None
+        backend = SHARED.seat_backend(seat.route, seat.gateway_port, store.seat_dir(drill, seat) / "cluster")
+        if seat.gateway_port != backend.port:
+            with store.lock:
+                seat.gateway_port = backend.port
+                store.save(drill)
+        return backend
     from mlops_drill.cluster.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(name=seat.cluster)
 
 
-def _context(seat: Seat):
+def _context(store: DrillStore, drill: Drill, seat: Seat):
     from mlops_drill.injector.context import context_for
 
-    return context_for(_backend(seat))
+    return context_for(_backend(store, drill, seat))
 
 
 def provision(store: DrillStore, drill: Drill, seat: Seat) -> None:
@@ -36,11 +49,11 @@ def provision(store: DrillStore, drill: Drill, seat: Seat) -> None:
 
     t0 = time.monotonic()
     try:
-        backend = _backend(seat)
+        backend = _backend(store, drill, seat)
         try:
             backend.up(progress=False)
         except DrillError:
-            # Seen with two seats starting at once on a loaded 2-core machine: kwokctl gives up
+            # Seen with two seat clusters starting at once on a loaded 2-core machine: kwokctl gives up
             # half-way ("failed to init crds"). A clean second attempt is cheaper than a lost seat.
             backend.down()
             backend.up(progress=False)
@@ -83,21 +96,43 @@ def verify(store: DrillStore, drill: Drill, seat: Seat, why: str, wait: bool = T
 
     if seat.state != "ready":
         raise DrillError(f"seat {seat.n} of drill {drill.id} is {seat.state}, not ready: nothing to verify")
-    results = engine.verify(_context(seat), record=False, wait=wait)
+    results = engine.verify(_context(store, drill, seat), record=False, wait=wait)
     verification = Verification(ts=time.time(), results={r.id: r.passed for r in results}, why=why)
     store.add_verification(drill, seat, verification)
     return verification
 
 
 def stop(store: DrillStore, drill: Drill, seat: Seat) -> None:
-    """Stop the seat's cluster and remove its state (its transcript stays with the drill)."""
-    _backend(seat).down()
+    """Stop the seat's cluster, or remove the seat from the shared one (its transcript stays)."""
+    _backend(store, drill, seat).down()
+    if seat.route is not None:
+        SHARED.release(seat.route["prefix"])
     with store.lock:
         seat.state = "stopped"
         store.save(drill)
 
 
-def candidate_kubeconfig(seat: Seat) -> Path:
+def stop_shared_if_idle(store: DrillStore) -> bool:
+    """Stop the shared cluster once no drill that uses it is left running; True when stopped."""
+    with store.lock:
+        busy = any(d.isolation == "namespaces" and d.state != "stopped" for d in store.drills.values())
+    if busy or SHARED.gateway is None:
+        return False
+    SHARED.down()
+    return True
+
+
+def restore_routes(store: DrillStore) -> None:
+    """After a server restart: every live shared seat back on the port its kubeconfig names."""
+    for drill in list(store.drills.values()):
+        if drill.isolation != "namespaces" or drill.state == "stopped":
+            continue
+        for seat in drill.seats:
+            if seat.state in ("ready", "starting") and seat.gateway_port:
+                _backend(store, drill, seat)
+
+
+def candidate_kubeconfig(store: DrillStore, drill: Drill, seat: Seat) -> Path:
     from mlops_drill.injector import baseline
 
-    return baseline.candidate_kubeconfig_path(_context(seat))
+    return baseline.candidate_kubeconfig_path(_context(store, drill, seat))

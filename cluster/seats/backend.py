@@ -1,0 +1,184 @@
+"""A seat of a shared embedded cluster, as a backend of its own.
+
+Why a backend: the engine, the faults and the checks take a backend and the
+Kubernetes API; a seat that is a backend whose kubeconfig points at its gateway
+endpoint runs every one of them unchanged. Only the files of the process
+kubelet (``services.json``, process records, host folders) are the shared
+cluster's, reached through :attr:`process_state` and :meth:`cluster_namespace`.
+
+A seat's nodes are real Node objects (KWOK keeps them Ready), named with the
+seat's prefix and labelled with its id; each namespace of the seat selects
+them (the API server's PodNodeSelector admission), so a seat's pods land only
+on its own nodes and take only its own GPUs.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import yaml
+
+from mlops_drill.cluster.access import CANDIDATE_SA_NAMESPACE, ENGINE_NAMESPACE, PLATFORM_NAMESPACES
+from mlops_drill.cluster.backends.base import Backend, ClusterInfo, ClusterStatus, NodeState
+from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE
+from mlops_drill.cluster.gpu.model import new_node
+from mlops_drill.cluster.nodes import NODE_POOLS, node_manifest
+from mlops_drill.cluster.seats.gateway import Gateway, Route
+from mlops_drill.cluster.seats.names import NODE_SELECTOR_ANNOTATION, SEAT_LABEL, seat_id
+from mlops_drill.errors import DrillError
+
+#: The namespaces a seat has before its baseline is applied: where its engine and candidate identity live.
+SEAT_NAMESPACES = (*PLATFORM_NAMESPACES, ENGINE_NAMESPACE, CANDIDATE_SA_NAMESPACE, "default")
+
+
+def new_route(prefix: str) -> Route:
+    return Route(prefix=prefix, admin_token=secrets.token_urlsafe(24), candidate_token=secrets.token_urlsafe(24))
+
+
+class SeatBackend(Backend):
+    kind = "seat"
+
+    def __init__(self, shared: EmbeddedBackend, route: Route, port: int, state: Path) -> None:
+        super().__init__(f"{shared.name}/{seat_id(route.prefix)}")
+        self.shared, self.route, self.port = shared, route, port
+        self.state = Path(state)
+
+    # -- what the engine reaches ---------------------------------------------------------------
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        import yaml as _yaml
+
+        cfg = _yaml.safe_load(self.shared.kubeconfig().read_text())
+        return Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
+
+    def kubeconfig(self) -> Path:
+        path = self.state / "admin.kubeconfig"
+        text = kubeconfig_text(self.server, self.ca_file, self.route.admin_token, "seat-admin", "default")
+        if not path.is_file() or path.read_text() != text:  # the gateway's port may differ after a restart
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o600)
+        return path
+
+    @property
+    def runs_processes(self) -> bool:
+        return True
+
+    @property
+    def process_state(self) -> Path | None:
+        return self.shared.state
+
+    def cluster_namespace(self, namespace: str) -> str:
+        return self.route.ns(namespace)
+
+    def candidate_token(self) -> str | None:
+        return self.route.candidate_token
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def up(self, progress: bool = True) -> ClusterInfo:
+        """The seat's nodes, namespaces and GPU inventory on the shared cluster (idempotent)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = client.CoreV1Api(self.shared._api())
+        label = seat_id(self.route.prefix)
+        for spec in NODE_POOLS:
+            node = node_manifest(spec)
+            name = self.route.prefix + spec.name
+            node["metadata"]["name"] = name
+            node["metadata"]["labels"].update({"kubernetes.io/hostname": name, SEAT_LABEL: label})
+            node["status"]["addresses"] = [a if a["type"] != "Hostname" else {**a, "address": name}
+                                           for a in node["status"]["addresses"]]
+            _create(core.create_node, node)
+        for ns in SEAT_NAMESPACES:
+            _create(core.create_namespace, {"metadata": {
+                "name": self.route.ns(ns), "labels": {SEAT_LABEL: label},
+                "annotations": {NODE_SELECTOR_ANNOTATION: f"{SEAT_LABEL}={label}"}}})
+        gpus = {self.route.prefix + s.name: new_node(self.route.prefix + s.name).model_dump_json()
+                for s in NODE_POOLS if s.pool == "gpu"}
+        try:
+            core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE, {"data": gpus})
+        except ApiException as exc:
+            raise DrillError(f"seat {label}: GPU inventory not updated: {exc.reason}") from exc
+        return self.info()
+
+    def down(self) -> None:
+        """Remove everything of the seat from the shared cluster (its processes stop with its pods)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api = self.shared._api()
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        prefix = self.route.prefix
+        for ns in core.list_namespace().items:
+            if ns.metadata.name.startswith(prefix):
+                _ignore_missing(core.delete_namespace, ns.metadata.name)
+        for role in rbac.list_cluster_role_binding().items:
+            if role.metadata.name.startswith(prefix):
+                _ignore_missing(rbac.delete_cluster_role_binding, role.metadata.name)
+        for role in rbac.list_cluster_role().items:
+            if role.metadata.name.startswith(prefix):
+                _ignore_missing(rbac.delete_cluster_role, role.metadata.name)
+        for node in core.list_node().items:
+            if node.metadata.name.startswith(prefix):
+                _ignore_missing(core.delete_node, node.metadata.name)
+        try:
+            inventory = core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE)
+            gone = {k: None for k in (inventory.data or {}) if k.startswith(prefix)}
+            if gone:
+                core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE, {"data": gone})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(self.name, self.kind, self.kubeconfig(), self.server)
+
+    def status(self) -> ClusterStatus:
+        shared = self.shared.status()
+        nodes = [NodeState(n.name[len(self.route.prefix):], n.ready, n.labels) for n in shared.nodes
+                 if n.name.startswith(self.route.prefix)]
+        return ClusterStatus(self.info() if shared.info else None, shared.components, nodes, shared.problem)
+
+
+def kubeconfig_text(server: str, ca_file: Path, token: str, user: str, namespace: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "drill", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "drill", "context": {"cluster": "drill", "user": user, "namespace": namespace}}],
+        "current-context": "drill",
+    }, sort_keys=False)
+
+
+def route_json(route: Route) -> str:
+    return json.dumps(route.__dict__)
+
+
+def _create(create, body: dict) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def _ignore_missing(delete, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        delete(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+__all__ = ["Gateway", "Route", "SeatBackend", "new_route", "kubeconfig_text", "SEAT_NAMESPACES"]
