@@ -91,6 +91,20 @@ def seat_pids(cluster_dir: Path) -> set[int]:
     return found
 
 
+def run_measured(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``argv`` to the end; (its result, the CPU seconds the process itself used)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()))  # type: ignore[union-attr]
+    reader.start()
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    reader.join()
+    err = errors[0] if errors else ""
+    _, status, usage = os.wait4(proc.pid, 0)  # not Popen.wait: wait4 also gives the child's rusage
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), usage.ru_utime + usage.ru_stime
+
+
 class Seat:
     def __init__(self, server: str, code: str, kubectl: str, folder: Path, interval: float) -> None:
         from mlops_drill.drills.join import Forwarder, SeatClient
@@ -107,6 +121,7 @@ class Seat:
         self.interval = interval
         self.kubectl_s: list[float] = []
         self.curl_s: list[float] = []
+        self.kubectl_cpu_s: list[float] = []  # the client's own CPU time (user + system) per call
         self.errors = 0
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
@@ -142,9 +157,11 @@ class Seat:
                     bucket = self.kubectl_s
                 started = time.time()
                 t0 = time.perf_counter()
-                result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60)
+                result, cpu = run_measured(argv, self.env)
                 took = time.perf_counter() - t0
                 bucket.append(took)
+                if bucket is self.kubectl_s:
+                    self.kubectl_cpu_s.append(cpu)
                 self.errors += result.returncode != 0
                 self._record(["kubectl", *argv[1:]] if argv[0] == self.kubectl else argv, result, started, took)
                 i += 1
@@ -245,6 +262,12 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str, i
         print(f"  kubectl: {len(kubectl_s)} calls, p50 {1000 * pct(kubectl_s, 50):.0f} ms, "
               f"p95 {1000 * pct(kubectl_s, 95):.0f} ms; curl /metadata: {len(curl_s)} calls, "
               f"p50 {1000 * pct(curl_s, 50):.0f} ms, p95 {1000 * pct(curl_s, 95):.0f} ms; failed commands {errors}")
+        cpu = [x for s in seats for x in s.kubectl_cpu_s]
+        if cpu:
+            per_call = statistics.mean(cpu)
+            print(f"  kubectl client CPU: mean {1000 * per_call:.0f} ms per call; at one call per "
+                  f"{interval:.1f}s per seat the clients alone need {n * 0.75 * per_call / interval:.2f} of "
+                  f"{os.cpu_count()} cores")
         print(f"  dashboard JSON (grades {len(seats)} transcripts, {events} graded actions): "
               f"p50 {1000 * pct(dash_s, 50):.0f} ms, p95 {1000 * pct(dash_s, 95):.0f} ms")
         if per_seat_mib:

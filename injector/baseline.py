@@ -39,7 +39,17 @@ def _plugin_manifest(name: str) -> dict[str, Any]:
 def documents(ctx: DrillContext) -> list[dict[str, Any]]:
     from mlops_drill.mlplatform.manifests import baseline_documents
 
-    return baseline_documents() + [_plugin_daemonset(ctx)]
+    docs = baseline_documents() + [_plugin_daemonset(ctx)]
+    rate = ctx.backend.replay_rate()
+    if rate is not None:
+        for doc in docs:
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == REPLAY_CONFIG:
+                doc["data"]["RATE"] = rate
+    return docs
+
+
+#: The ConfigMap whose ``RATE`` sets the production replay's requests per second.
+REPLAY_CONFIG = "traffic-replay"
 
 
 def find(ctx: DrillContext, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -212,11 +222,18 @@ def unhealthy(ctx: DrillContext) -> list[str]:
 
 
 def wait_healthy(ctx: DrillContext, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
+    """Poll fast while a reset can still make its 2 s, then gently.
+
+    A platform starting from nothing takes ten seconds or more; with tens of
+    seats of a shared cluster starting, twenty polls a second each kept the API
+    server and the seat gateway busy for nothing.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
     problems: list[str] = []
     while time.monotonic() < deadline:
         problems = unhealthy(ctx)
         if not problems:
             return
-        time.sleep(0.05)
+        time.sleep(0.05 if time.monotonic() - started < 2.5 else 0.25)
     raise DrillError(f"platform not healthy after {timeout:.0f}s: {'; '.join(problems)}")

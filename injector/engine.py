@@ -10,6 +10,7 @@ once, with every Deployment rolling all its pods together: see `reset`).
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import shutil
 import subprocess
@@ -80,12 +81,20 @@ def _save(ctx: DrillContext, session: Session) -> None:
 
 
 def scenario(scenario_id: str):
-    from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+    from mlops_drill.scenarios.loader import catalogue_dir
 
     path = catalogue_dir() / f"{scenario_id}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in catalogue_dir().glob("*.yaml")))
         raise DrillError(f"unknown scenario {scenario_id!r} (known: {known})")
+    return _loaded(path, path.stat().st_mtime_ns).model_copy(deep=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded(path: Path, mtime_ns: int):
+    """Parsed once per file version: a drill server grades and verifies tens of seats against one scenario."""
+    from mlops_drill.scenarios.loader import load_scenario
+
     return load_scenario(path)
 
 

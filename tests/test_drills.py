@@ -78,7 +78,8 @@ def drill_server(tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"mlops-drill serve did not start: {(root / 'serve.log').read_text()}")
             time.sleep(0.3)
-    server = {"url": base, "env": env, "root": root, "proc": proc,
+    server = {"url": base, "env": env, "root": root, "proc": proc, "argv": [str(cli), "serve", "--port", str(port)],
+              "log": log,
               "http": httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)}
     try:
         yield server
@@ -86,8 +87,8 @@ def drill_server(tmp_path_factory):
         for drill in server["http"].get("/api/drills").json():
             if drill["state"] != "stopped":
                 server["http"].delete(f"/api/drills/{drill['id']}", timeout=600)
-        proc.terminate()
-        proc.wait(timeout=30)
+        server["proc"].terminate()  # the restart test replaces the first one
+        server["proc"].wait(timeout=30)
         log.close()
 
 
@@ -237,6 +238,28 @@ def test_seat_kubeconfig_is_refused_on_other_seats_and_on_the_engine_namespace(d
         ["cpu-node-0", "cpu-node-1", "gpu-node-0", "gpu-node-1"]
     names = {p["metadata"]["name"] for p in pods}
     assert not names & {p["metadata"]["name"] for p in _kube_json(cfg2, "/api/v1/pods")["items"]}
+
+
+def test_a_restarted_server_serves_every_seat_on_its_endpoint_again(drill_server, drill):
+    """The server dies; the shared cluster does not. Restarted, it puts each seat back on its port."""
+    one, _ = _seat_client(drill_server, drill["codes"][1])
+    cfg1 = yaml.safe_load(one.get("/api/seat/kubeconfig").text)
+    drill_server["proc"].kill()
+    drill_server["proc"].wait(timeout=30)
+    with pytest.raises(httpx.ConnectError):
+        _kube_status(cfg1, "/api/v1/namespaces/serving/pods")
+    drill_server["proc"] = subprocess.Popen(drill_server["argv"], env=drill_server["env"], stdout=drill_server["log"],
+                                            stderr=subprocess.STDOUT)
+
+    def serving() -> bool:
+        try:
+            return _kube_status(cfg1, "/api/v1/namespaces/serving/pods") == 200
+        except httpx.HTTPError:
+            return False
+
+    wait(serving, 60, "seat 1's endpoint after the restart", 0.5)
+    board = drill_server["http"].get(f"/api/drills/{drill['id']}").json()
+    assert [s["state"] for s in board["seats"]] == ["ready"] * 3
 
 
 def test_two_seats_graded_dashboard_debrief_and_export(drill_server, drill, tmp_path):

@@ -113,6 +113,10 @@ class Backend(abc.ABC):
         """The name the cluster itself gives a namespace this backend shows as ``namespace``."""
         return namespace
 
+    def replay_rate(self) -> str | None:
+        """Requests per second of the platform's traffic replay; None: the manifests' own rate."""
+        return None
+
     def candidate_token(self) -> str | None:
         """The token the candidate's kubeconfig carries; None: a ServiceAccount token minted by the API."""
         return None

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from mlops_drill.cluster.gpu.nvidia_smi import StateError, load_node
+from mlops_drill.cluster.gpu.nvidia_smi import STATE_ENV, StateError, load_node
 from mlops_drill.cluster.gpu.plugin_logs import device_plugin_log
 
 POLL_S = 0.5
@@ -32,7 +32,15 @@ def _fatal(started: dt.datetime, node) -> str:
 def main() -> int:
     started = dt.datetime.now(dt.timezone.utc)
     printed = 0
+    seen: tuple[int, int] | None = None
     while True:
+        # The log is a function of the inventory file alone: unchanged file, nothing new to print. The file
+        # holds every GPU node of the cluster (a shared cluster has two per seat), so re-reading it twice a
+        # second in every plugin pod cost CPU in proportion to seats x seats.
+        stamp = _stamp(os.environ.get(STATE_ENV))
+        if stamp is not None and stamp == seen:
+            time.sleep(POLL_S)
+            continue
         try:
             node = load_node(os.environ)
         except StateError:  # inventory not written yet: the real plugin also waits for NVML
@@ -49,7 +57,16 @@ def main() -> int:
         for line in lines[printed:]:
             print(line, flush=True)
         printed = len(lines)
+        seen = stamp
         time.sleep(POLL_S)
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 if __name__ == "__main__":

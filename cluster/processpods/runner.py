@@ -34,6 +34,28 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+async def http_status(port: int, path: str) -> int:
+    """Status code of one ``GET path`` on 127.0.0.1:``port``, as a kubelet's HTTP prober reads it.
+
+    Plain asyncio streams, not an HTTP client library: the node agent probes every
+    pod of the cluster about once a second (hundreds a second with tens of seats),
+    and a client library's per-request cost made the agent's loop lag behind
+    its probes' one-second timeouts.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.36\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        await writer.drain()
+        line = await reader.readline()
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ValueError(f"not an HTTP answer: {line[:40]!r}")
+        return int(parts[1])
+    finally:
+        writer.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -388,8 +410,6 @@ class PodRunner:
         from when the Running status reached the API server: a kubelet's prober
         does not wait for its status manager.
         """
-        import httpx
-
         assert self.spec is not None and self.spec.readiness is not None
         probe = self.spec.readiness
         http = probe.get("httpGet") or {}
@@ -400,31 +420,35 @@ class PodRunner:
         await asyncio.sleep(max(0.0, tick - loop.time()))
         failures = 0
         path = http.get("path", "/")
-        async with httpx.AsyncClient(timeout=float(probe.get("timeoutSeconds", 1))) as client:
-            while True:
-                ok, why = True, ""
-                try:
-                    response = await client.get(f"http://127.0.0.1:{self.port}{path}")
-                    ok = 200 <= response.status_code < 400
-                    why = f"HTTP probe failed with statuscode: {response.status_code}"
-                except httpx.HTTPError:
-                    ok = False
-                    why = (f'Get "http://{self.pod_ip}:{self.spec.container_port}{path}": dial tcp '
-                           f"{self.pod_ip}:{self.spec.container_port}: connect: connection refused")
-                failures = 0 if ok else failures + 1
-                became = True if ok else (False if failures >= failure_threshold or not self.ready else self.ready)
-                if not ok:
-                    await self.event("Unhealthy", f"Readiness probe failed: {why}", "Warning")
-                if became != self.ready:
-                    self.ready = became
-                    await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
-                                                                   self.ready, True), ready=self.ready)
-                    self.k.on_endpoint_change()
-                # A kubelet probes on a ticker: the time a probe and its event took does not push the next one.
-                tick += period
-                now = loop.time()
-                tick = max(tick, now)  # after a stall the missed ticks are dropped, as a ticker drops them
-                await asyncio.sleep(tick - now)
+        timeout = float(probe.get("timeoutSeconds", 1))
+        while True:
+            ok, why = True, ""
+            try:
+                status = await asyncio.wait_for(http_status(self.port, path), timeout)
+                ok = 200 <= status < 400
+                why = f"HTTP probe failed with statuscode: {status}"
+            except asyncio.TimeoutError:
+                ok = False
+                why = (f'Get "http://{self.pod_ip}:{self.spec.container_port}{path}": context deadline exceeded '
+                       "(Client.Timeout exceeded while awaiting headers)")
+            except (OSError, ValueError):
+                ok = False
+                why = (f'Get "http://{self.pod_ip}:{self.spec.container_port}{path}": dial tcp '
+                       f"{self.pod_ip}:{self.spec.container_port}: connect: connection refused")
+            failures = 0 if ok else failures + 1
+            became = True if ok else (False if failures >= failure_threshold or not self.ready else self.ready)
+            if not ok:
+                await self.event("Unhealthy", f"Readiness probe failed: {why}", "Warning")
+            if became != self.ready:
+                self.ready = became
+                await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
+                                                               self.ready, True), ready=self.ready)
+                self.k.on_endpoint_change()
+            # A kubelet probes on a ticker: the time a probe and its event took does not push the next one.
+            tick += period
+            now = loop.time()
+            tick = max(tick, now)  # after a stall the missed ticks are dropped, as a ticker drops them
+            await asyncio.sleep(tick - now)
 
     async def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace``, as a kubelet kills a container."""

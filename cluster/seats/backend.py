@@ -33,6 +33,9 @@ from mlops_drill.errors import DrillError
 SEAT_NAMESPACES = (*PLATFORM_NAMESPACES, ENGINE_NAMESPACE, CANDIDATE_SA_NAMESPACE, "default")
 
 
+SEAT_REPLAY_RATE = "1"
+
+
 def new_route(prefix: str) -> Route:
     return Route(prefix=prefix, admin_token=secrets.token_urlsafe(24), candidate_token=secrets.token_urlsafe(24))
 
@@ -80,6 +83,11 @@ class SeatBackend(Backend):
     def candidate_token(self) -> str | None:
         return self.route.candidate_token
 
+    def replay_rate(self) -> str | None:
+        # Tens of platforms share two cores: at the single-user 10 requests/s each, ten seats' replays
+        # alone kept the machine busy. One request a second still moves every metric a drill reads.
+        return SEAT_REPLAY_RATE
+
     # -- lifecycle -----------------------------------------------------------------------------
     def up(self, progress: bool = True) -> ClusterInfo:
         """The seat's nodes, namespaces and GPU inventory on the shared cluster (idempotent)."""
@@ -109,30 +117,33 @@ class SeatBackend(Backend):
         return self.info()
 
     def down(self) -> None:
-        """Remove everything of the seat from the shared cluster (its processes stop with its pods)."""
+        """Remove everything of the seat from the shared cluster (its processes stop with its pods).
+
+        By name, not by listing: the seat's objects are known (its namespaces, the
+        candidate's cluster roles, its nodes), and listing the whole cluster for
+        each of fifty seats made a drill's stop take minutes.
+        """
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
+
+        from mlops_drill.cluster.access import rbac_objects
 
         api = self.shared._api()
         core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
         prefix = self.route.prefix
-        for ns in core.list_namespace().items:
-            if ns.metadata.name.startswith(prefix):
-                _ignore_missing(core.delete_namespace, ns.metadata.name)
-        for role in rbac.list_cluster_role_binding().items:
-            if role.metadata.name.startswith(prefix):
-                _ignore_missing(rbac.delete_cluster_role_binding, role.metadata.name)
-        for role in rbac.list_cluster_role().items:
-            if role.metadata.name.startswith(prefix):
-                _ignore_missing(rbac.delete_cluster_role, role.metadata.name)
-        for node in core.list_node().items:
-            if node.metadata.name.startswith(prefix):
-                _ignore_missing(core.delete_node, node.metadata.name)
+        quiet = {"_preload_content": False}
+        for ns in SEAT_NAMESPACES:
+            _ignore_missing(core.delete_namespace, prefix + ns, **quiet)
+        for obj in rbac_objects():
+            delete = {"ClusterRole": rbac.delete_cluster_role,
+                      "ClusterRoleBinding": rbac.delete_cluster_role_binding}.get(obj["kind"])
+            if delete is not None:
+                _ignore_missing(delete, self.route.owned("clusterroles", obj["metadata"]["name"]), **quiet)
+        for spec in NODE_POOLS:
+            _ignore_missing(core.delete_node, prefix + spec.name, **quiet)
+        gone = {prefix + s.name: None for s in NODE_POOLS if s.pool == "gpu"}
         try:
-            inventory = core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE)
-            gone = {k: None for k in (inventory.data or {}) if k.startswith(prefix)}
-            if gone:
-                core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE, {"data": gone})
+            core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE, {"data": gone}, **quiet)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -171,11 +182,11 @@ def _create(create, body: dict) -> None:
             raise
 
 
-def _ignore_missing(delete, name: str) -> None:
+def _ignore_missing(delete, name: str, **kwargs) -> None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        delete(name)
+        delete(name, **kwargs)
     except ApiException as exc:
         if exc.status != 404:
             raise

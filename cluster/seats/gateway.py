@@ -351,10 +351,23 @@ class Gateway:
             self.loop.call_soon_threadsafe(server.close)
 
     def close(self) -> None:
-        for prefix in list(self.servers):
-            self.remove(prefix)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
+        """Stop every endpoint and the loop, open connections (watches, port-forwards) included."""
+        async def stop_all() -> None:
+            for server in self.servers.values():
+                server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self._call(stop_all())
+        finally:
+            self.servers.clear()
+            self.routes.clear()
+            self.ports.clear()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
 
     # -- one client connection ----------------------------------------------------------------
     async def _serve(self, route: Route, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -411,7 +424,8 @@ class Gateway:
             raise Refused(415, "UnsupportedMediaType", "the seat gateway speaks JSON, not protobuf")
         if body and method in ("POST", "PUT", "PATCH"):
             body = _rewrite_request_body(body, content_type, route, about)
-        out = [(k, v) for k, v in headers if k.lower() not in _HOP and not (upgrade and k.lower() == "upgrade")]
+        out = [(k, v) for k, v in headers if k.lower() not in _HOP and not k.lower().startswith("impersonate-")
+               and not (upgrade and k.lower() == "upgrade")]
         out = [(k, v.replace("application/vnd.kubernetes.protobuf", "application/json")) if k.lower() == "accept"
                else (k, v) for k, v in out]
         out += identity
@@ -420,16 +434,28 @@ class Gateway:
             out += [("Connection", "Upgrade"), ("Upgrade", _header(headers, "upgrade") or "")]
         if body or method in ("POST", "PUT", "PATCH"):
             out.append(("Content-Length", str(len(body))))
-        if upstream is None or upstream[1].is_closing():
-            upstream = await asyncio.open_connection(self.host, self.port, ssl=self.ssl, limit=1024 * 1024)
-        up_reader, up_writer = upstream
         target_out = path + (f"?{query}" if query else "")
-        up_writer.write(f"{method} {target_out} HTTP/1.1\r\n".encode("latin-1")
-                        + "".join(f"{k}: {v}\r\n" for k, v in out).encode("latin-1") + b"\r\n" + body)
-        await up_writer.drain()
-        head = await _read_head(up_reader)
-        if head is None:
-            raise ConnectionError("API server closed the connection")
+        request = (f"{method} {target_out} HTTP/1.1\r\n".encode("latin-1")
+                   + "".join(f"{k}: {v}\r\n" for k, v in out).encode("latin-1") + b"\r\n" + body)
+        while True:
+            # A kept-alive connection the API server has since closed fails at once, before any answer:
+            # the request is sent again on a fresh connection. A fresh one that fails is a real failure.
+            fresh = upstream is None or upstream[1].is_closing()
+            if fresh:
+                upstream = await asyncio.open_connection(self.host, self.port, ssl=self.ssl, limit=1024 * 1024)
+            up_reader, up_writer = upstream
+            try:
+                up_writer.write(request)
+                await up_writer.drain()
+                head = await _read_head(up_reader)
+            except (ConnectionError, OSError):
+                head = None
+            if head is not None:
+                break
+            up_writer.close()
+            upstream = None
+            if fresh:
+                raise ConnectionError("the API server closed the connection")
         status_line, resp_headers = head
         code = int(status_line.split(" ", 2)[1])
         if code == 101:
@@ -439,6 +465,8 @@ class Gateway:
             await _pipe_both(reader, writer, up_reader, up_writer)
             return True, None
         keep = [(k, v) for k, v in resp_headers if k.lower() not in _HOP]
+        if about is None:
+            resource = None  # discovery and OpenAPI documents: nothing of a seat in them, and they are large
         chunked = (_header(resp_headers, "transfer-encoding") or "").lower() == "chunked"
         if method == "HEAD" or code in (204, 304):
             writer.write(_head_bytes(status_line, keep + [("Content-Length", "0")]))
@@ -457,7 +485,8 @@ class Gateway:
         else:
             data = await up_reader.readexactly(int(_header(resp_headers, "content-length") or 0))
         listing = method == "GET" and resource is not None
-        data = rewrite_response(data, route, resource, listing)
+        data = rewrite_response(data, route, resource, listing) if about is not None \
+            else data.replace(route.prefix.encode(), b"")
         writer.write(_head_bytes(status_line, keep + [("Content-Length", str(len(data)))]) + data)
         await writer.drain()
         if (_header(resp_headers, "connection") or "").lower() == "close":

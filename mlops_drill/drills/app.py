@@ -174,7 +174,7 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
             worker.join()  # a seat half-way through `up` is stopped only once it is up
         for checker in checkers.pop(drill.id, []):
             checker.join()
-        for seat in drill.seats:
+        def check_end_state(seat: Seat) -> None:
             # Seats that joined but never finished get their end state checked before it is gone.
             if seat.state == "ready" and seat.joined_at and not store.verifications(drill, seat):
                 try:
@@ -182,8 +182,8 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
                 except DrillError as err:
                     log.warning("drill %s seat %d: end state not checked before stopping: %s",
                                 drill.id, seat.n, err)
-            if seat.state != "stopped":
-                seats.stop(store, drill, seat)
+
+        seats.stop_all(store, drill, before=check_end_state)
         with store.lock:
             drill.state = "stopped"
             store.save(drill)

@@ -16,6 +16,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
     state: Optional[Path] = typer.Option(None, "--state", help="where drills and transcripts are kept"),
     parallel: int = typer.Option(1, "--parallel", help="seat clusters started at once (1 on 2 cores)"),
+    shared_parallel: int = typer.Option(4, "--shared-parallel",
+                                        help="seats of the shared cluster started at once"),
 ) -> None:
     """Serve group drills: the instructor's dashboard and API, and the seats' join endpoint."""
     import uvicorn
@@ -24,7 +26,8 @@ def serve(
     from mlops_drill.drills.app import create_app
 
     token = os.environ.get(TOKEN_ENV) or None
-    app = create_app(state or paths.state_dir() / "drills", instructor_token=token, parallel=parallel)
+    app = create_app(state or paths.state_dir() / "drills", instructor_token=token, parallel=parallel,
+                     shared_parallel=shared_parallel)
     base = f"http://{host}:{port}"
     if token is None:  # generated: shown once, never written anywhere
         print(f"instructor token: {app.state.instructor_token}", file=sys.stderr)

@@ -112,6 +112,23 @@ def stop(store: DrillStore, drill: Drill, seat: Seat) -> None:
         store.save(drill)
 
 
+def stop_all(store: DrillStore, drill: Drill, before: Callable[[Seat], None] = lambda seat: None) -> None:
+    """``before`` each seat, then stop it; seats of the shared cluster side by side.
+
+    A shared seat's end-state check and removal are a few API calls each; fifty
+    of them one after another kept the instructor waiting for minutes.
+    """
+    left = [seat for seat in drill.seats if seat.state != "stopped"]
+
+    def one(seat: Seat) -> None:
+        before(seat)
+        stop(store, drill, seat)
+
+    at_once = 8 if drill.isolation == "namespaces" else 1
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix=f"stop-{drill.id}") as pool:
+        list(pool.map(one, left))
+
+
 def stop_shared_if_idle(store: DrillStore) -> bool:
     """Stop the shared cluster once no drill that uses it is left running; True when stopped."""
     with store.lock:
