@@ -89,8 +89,9 @@ def test_a_pods_process_is_found_by_its_env_and_crashed(tmp_path):
     from mlops_drill.injector.pods import crash_container, pod_process
 
     # The one boundary stood in for: a backend object carrying only what pods.py reads.
-    ctx = DrillContext(SimpleNamespace(runs_processes=True, state=tmp_path), Path("kubectl"))
-    other = SimpleNamespace(runs_processes=True, state=tmp_path / "other-cluster")
+    ctx = DrillContext(SimpleNamespace(runs_processes=True, process_state=tmp_path, cluster_namespace=str),
+                       Path("kubectl"))
+    other = SimpleNamespace(runs_processes=True, process_state=tmp_path / "other-cluster", cluster_namespace=str)
     child = _fake_pod(tmp_path, "fraud-model-abc")
     try:
         deadline = time.monotonic() + 10

@@ -137,3 +137,26 @@ def test_plain_text_and_errors_lose_the_prefix():
     out = json.loads(rewrite_response(status.encode(), ROUTE, "configmaps", True))
     assert out["message"] == ('User "system:serviceaccount:kube-system:oncall-engineer" cannot list configmaps '
                               'in "mlops-drill-system"')
+
+
+def test_protobuf_bodies_get_the_seats_namespace_and_keep_everything_else():
+    """kubectl's typed clients (create job --from, drain's evictions) send protobuf, not JSON."""
+    from mlops_drill.cluster.seats import protobuf as pb
+
+    meta = pb.encode([(1, 2, b"feature-refresh-manual"), (3, 2, b"features"), (9, 0, 300)])
+    spec = pb.encode([(1, 0, 1), (6, 2, pb.encode([(2, 2, pb.encode([(10, 2, b"gpu-node-0")]))]))])
+    job = pb.encode([(1, 2, meta), (2, 2, spec)])
+    body = pb.MAGIC + pb.encode([(1, 2, pb.encode([(1, 2, b"batch/v1"), (2, 2, b"Job")])), (2, 2, job),
+                                 (4, 2, b"")])
+    out = pb.rewrite_body(body, "jobs", ROUTE.ns, lambda n: P + n)
+    raw = dict((n, v) for n, _, v in pb.parse(out[len(pb.MAGIC):]))[2]
+    fields = dict((n, v) for n, _, v in pb.parse(raw))
+    new_meta = pb.parse(fields[1])
+    assert new_meta == [(1, 2, b"feature-refresh-manual"), (3, 2, (P + "features").encode()), (9, 0, 300)]
+    assert fields[2] == spec, "a Job's template is not a Pod: no node name is touched there"
+    pod = pb.encode([(1, 2, pb.encode([(1, 2, b"debug"), (3, 2, b"serving")])),
+                     (2, 2, pb.encode([(10, 2, b"gpu-node-0")]))])
+    out = pb.rewrite_body(pb.MAGIC + pb.encode([(2, 2, pod)]), "pods", ROUTE.ns, lambda n: P + n)
+    assert (P + "gpu-node-0").encode() in out and (P + "serving").encode() in out
+    with pytest.raises(ValueError):
+        pb.rewrite_body(b"{}", "jobs", ROUTE.ns, str)

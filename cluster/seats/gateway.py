@@ -15,7 +15,9 @@ an impersonation of the seat's own ``oncall-engineer`` ServiceAccount, which
 RBAC binds to the seat's namespaces. A name that already carries another
 seat's prefix is refused here, before it reaches the server.
 
-HTTP/1.1 over TLS (kubectl sends no token over plain http; ALPN offers no h2). Upgrades (exec, attach, port-forward) are tunnelled byte for byte once
+HTTP/1.1 over TLS (kubectl sends no token over plain http; ALPN offers no h2). Answers are
+asked for as JSON; protobuf request bodies (kubectl's typed clients) are rewritten by
+``protobuf.py``. Upgrades (exec, attach, port-forward) are tunnelled byte for byte once
 their request line is rewritten.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import yaml
 
+from mlops_drill.cluster.seats import protobuf
 from mlops_drill.cluster.seats.names import (NODE_SELECTOR_ANNOTATION, SEAT_LABEL, SEAT_NAME,
                                              SHARED_CLUSTER_ROLES, seat_id)
 
@@ -421,8 +424,11 @@ class Gateway:
         upgrade = _header(headers, "upgrade") is not None
         content_type = (_header(headers, "content-type") or "").lower()
         if body and "protobuf" in content_type:
-            raise Refused(415, "UnsupportedMediaType", "the seat gateway speaks JSON, not protobuf")
-        if body and method in ("POST", "PUT", "PATCH"):
+            try:
+                body = protobuf.rewrite_body(body, resource, route.ns, lambda node: route.prefix + node)
+            except ValueError as exc:
+                raise Refused(400, "BadRequest", f"protobuf body not understood: {exc}") from None
+        elif body and method in ("POST", "PUT", "PATCH"):
             body = _rewrite_request_body(body, content_type, route, about)
         out = [(k, v) for k, v in headers if k.lower() not in _HOP and not k.lower().startswith("impersonate-")
                and not (upgrade and k.lower() == "upgrade")]
