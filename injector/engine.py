@@ -102,7 +102,7 @@ def ensure_platform(ctx: DrillContext) -> float:
     """Deploy the baseline unless it is already healthy; seconds spent."""
     started = time.monotonic()
     if baseline.unhealthy(ctx) or not baseline.candidate_kubeconfig_path(ctx).is_file():
-        baseline.deploy(ctx)
+        baseline.deploy(ctx, timeout=ctx.backend.platform_start_timeout)
     return time.monotonic() - started
 
 

@@ -113,6 +113,9 @@ class Backend(abc.ABC):
         """The name the cluster itself gives a namespace this backend shows as ``namespace``."""
         return namespace
 
+    #: Seconds a fresh platform may take to become healthy before ``start`` gives up.
+    platform_start_timeout: float = 90
+
     def replay_rate(self) -> str | None:
         """Requests per second of the platform's traffic replay; None: the manifests' own rate."""
         return None

@@ -42,6 +42,8 @@ def new_route(prefix: str) -> Route:
 
 class SeatBackend(Backend):
     kind = "seat"
+    # Tens of seats start side by side on two cores: at N = 50 the last few took longer than 90 s.
+    platform_start_timeout = 300
 
     def __init__(self, shared: EmbeddedBackend, route: Route, port: int, state: Path) -> None:
         super().__init__(f"{shared.name}/{seat_id(route.prefix)}")
