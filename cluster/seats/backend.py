@@ -13,7 +13,6 @@ on its own nodes and take only its own GPUs.
 """
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 
@@ -168,10 +167,6 @@ def kubeconfig_text(server: str, ca_file: Path, token: str, user: str, namespace
         "contexts": [{"name": "drill", "context": {"cluster": "drill", "user": user, "namespace": namespace}}],
         "current-context": "drill",
     }, sort_keys=False)
-
-
-def route_json(route: Route) -> str:
-    return json.dumps(route.__dict__)
 
 
 def _create(create, body: dict) -> None:

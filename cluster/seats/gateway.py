@@ -30,7 +30,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import yaml
@@ -578,5 +578,3 @@ async def _pipe_both(a_reader, a_writer, b_reader, b_writer) -> None:
 
     await asyncio.gather(pipe(a_reader, b_writer), pipe(b_reader, a_writer))
 
-
-Handler = Callable[[Route], None]
