@@ -1,4 +1,5 @@
-"""What must never show through the candidate's kubeconfig: words that name a fault or the answer key."""
+"""What must never show through the candidate's kubeconfig (words that name a fault or the answer key), and the
+reference-solution check every scenario self-test shares."""
 from __future__ import annotations
 
 import re
@@ -19,3 +20,17 @@ def candidate_view(kubectl) -> str:
 
 def markers_in(text: str) -> list[str]:
     return sorted(set(MARKERS.findall(text)))
+
+
+def assert_reference_solution_fixes(ctx, scenario) -> None:
+    """Type the scenario's reference solution as the candidate; its fix checks must pass and it must grade >= 90.
+
+    One body for the self-tests on a cluster of its own and on a seat of a shared one.
+    """
+    from mlops_drill.injector import engine
+
+    result = engine.run_as_candidate(ctx, scenario.reference_solution)
+    graded = engine.finish(ctx)
+    failed = [r for r in engine.verify(ctx, record=False, wait=False) if not r.passed]
+    assert not failed, f"fix checks fail after the reference solution: {failed}\n{result.stderr[-1500:]}"
+    assert graded.score >= 90, f"reference solution graded {graded.score}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from answer_markers import candidate_view, markers_in
+from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
 
 from mlops_drill.scenarios.loader import load_catalogue
 
@@ -32,11 +32,7 @@ def test_scenario_self_test(platform, candidate, scenario_id):
         assert not found, f"with {scenario_id} live the candidate can read {found}"
         before = engine.verify(platform, record=False, wait=False)
         assert not all(r.passed for r in before), f"fix checks pass before any fix: {before}"
-        result = engine.run_as_candidate(platform, sc.reference_solution)
-        graded = engine.finish(platform)
-        failed = [r for r in engine.verify(platform, record=False, wait=False) if not r.passed]
-        assert not failed, f"fix checks fail after the reference solution: {failed}\n{result.stderr[-1500:]}"
-        assert graded.score >= 90, f"reference solution graded {graded.score}"
+        assert_reference_solution_fixes(platform, sc)
     finally:
         engine.reset(platform)
     assert baseline.unhealthy(platform) == []

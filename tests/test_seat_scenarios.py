@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from answer_markers import candidate_view, markers_in
+from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
 
 from mlops_drill.scenarios.loader import load_catalogue
 
@@ -94,11 +94,7 @@ def test_scenario_self_test_on_a_seat(seats, scenario_id):
         found = markers_in(view)
         assert not found, f"with {scenario_id} live the seat's candidate can read {found}"
         assert "t0t0t0" not in view, "the candidate's view names the seats of the shared cluster"
-        result = engine.run_as_candidate(ctx, sc.reference_solution)
-        graded = engine.finish(ctx)
-        failed = [r for r in engine.verify(ctx, record=False, wait=False) if not r.passed]
-        assert not failed, f"fix checks fail after the reference solution: {failed}\n{result.stderr[-1500:]}"
-        assert graded.score >= 90, f"reference solution graded {graded.score}"
+        assert_reference_solution_fixes(ctx, sc)
     finally:
         engine.reset(ctx)
     assert baseline.unhealthy(ctx) == []

@@ -13,6 +13,7 @@ on its own nodes and take only its own GPUs.
 """
 from __future__ import annotations
 
+import functools
 import secrets
 from pathlib import Path
 
@@ -54,16 +55,16 @@ class SeatBackend(Backend):
     def server(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    @property
-    def ca_file(self) -> Path:
-        import yaml as _yaml
-
-        cfg = _yaml.safe_load(self.shared.kubeconfig().read_text())
-        return Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
+    @functools.cached_property
+    def _kubeconfig_text(self) -> str:
+        """Made once: ``kubeconfig()`` is asked for on every kubectl call of the engine."""
+        cfg = yaml.safe_load(self.shared.kubeconfig().read_text())
+        ca_file = Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
+        return kubeconfig_text(self.server, ca_file, self.route.admin_token, "seat-admin", "default")
 
     def kubeconfig(self) -> Path:
         path = self.state / "admin.kubeconfig"
-        text = kubeconfig_text(self.server, self.ca_file, self.route.admin_token, "seat-admin", "default")
+        text = self._kubeconfig_text
         if not path.is_file() or path.read_text() != text:  # the gateway's port may differ after a restart
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

@@ -306,7 +306,6 @@ class Gateway:
     def __init__(self, upstream: str, ca_file: Path, cert_file: Path, key_file: Path) -> None:
         parsed = urlsplit(upstream)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 443
-        self.ca_file = Path(ca_file)
         self.ssl = ssl.create_default_context(cafile=str(ca_file))
         self.ssl.load_cert_chain(str(cert_file), str(key_file))
         # kubectl sends no bearer token over plain http, so seats are served over TLS too, with the
@@ -471,8 +470,6 @@ class Gateway:
             await _pipe_both(reader, writer, up_reader, up_writer)
             return True, None
         keep = [(k, v) for k, v in resp_headers if k.lower() not in _HOP]
-        if about is None:
-            resource = None  # discovery and OpenAPI documents: nothing of a seat in them, and they are large
         chunked = (_header(resp_headers, "transfer-encoding") or "").lower() == "chunked"
         if method == "HEAD" or code in (204, 304):
             writer.write(_head_bytes(status_line, keep + [("Content-Length", "0")]))
@@ -491,6 +488,7 @@ class Gateway:
         else:
             data = await up_reader.readexactly(int(_header(resp_headers, "content-length") or 0))
         listing = method == "GET" and resource is not None
+        # Discovery and OpenAPI documents (no resource in the path) hold nothing of a seat, and are large.
         data = rewrite_response(data, route, resource, listing) if about is not None \
             else data.replace(route.prefix.encode(), b"")
         writer.write(_head_bytes(status_line, keep + [("Content-Length", str(len(data)))]) + data)

@@ -111,8 +111,6 @@ def pod_url(ctx: DrillContext, pod: Any) -> str | None:
     container's local port is in the kubelet's process record; other backends
     give None and the caller keeps to what the Service shows.
     """
-    from pathlib import Path
-
     from mlops_drill.cluster.processpods import records
 
     state = ctx.backend.process_state
