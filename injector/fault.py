@@ -65,6 +65,11 @@ class Fault(abc.ABC):
         """
 
 
+def seat_blockers(faults) -> list[str]:
+    """Names of ``faults`` (a scenario's) that a seat of a shared cluster cannot take (``seat_ready``)."""
+    return [f.name for f in faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready]
+
+
 def make(name: str, params: dict[str, Any] | None = None) -> Fault:
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
 

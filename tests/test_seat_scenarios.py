@@ -26,9 +26,9 @@ CATALOGUE = load_catalogue()
 
 def _seat_ready(scenario_id: str) -> bool:
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
-    from mlops_drill.injector.fault import REGISTRY
+    from mlops_drill.injector.fault import seat_blockers
 
-    return all(REGISTRY[f.name].seat_ready for f in CATALOGUE[scenario_id].faults)
+    return not seat_blockers(CATALOGUE[scenario_id].faults)
 
 
 @pytest.fixture(scope="module")

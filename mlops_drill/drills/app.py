@@ -120,9 +120,9 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         except DrillError as exc:
             raise HTTPException(422, str(exc)) from None
         if body.isolation == "namespaces":
-            from mlops_drill.injector.fault import REGISTRY
+            from mlops_drill.injector.fault import seat_blockers
 
-            own = [f.name for f in scenario.faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready]
+            own = seat_blockers(scenario.faults)
             if own:
                 raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} changes GPU node state that "
                                          f"seats of a shared cluster do not have a copy of; use isolation 'clusters'")
