@@ -1,18 +1,28 @@
 # The platform image for the kind backend: every mlops-drill app, the device plugin and the fake
 # nvidia-smi. The embedded backend runs the same modules as local processes instead.
 #   docker build -t mlops-drill/platform:dev .   (then: kind load docker-image, done by the kind backend)
-FROM python:3.11-slim
+# BASE is any Debian-like image with python3 and its venv module. Where no registry answers,
+# `mlops-drill toolchain build --backend kind` passes a Debian rootfs made with debootstrap, and puts
+# the dependencies' wheels (fetched on the host from PyPI) in wheels/ so nothing is downloaded here.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+# wheel[s] matches nothing in a plain checkout: then pip installs from PyPI as usual.
+COPY pyproject.toml setup.py README.md wheel[s] ./
 COPY mlops_drill mlops_drill
 COPY cluster cluster
 COPY injector injector
 COPY grader grader
 COPY scenarios scenarios
 COPY mlplatform mlplatform
-RUN pip install --no-cache-dir . \
+RUN if ls ./*.whl >/dev/null 2>&1; then pip install --no-cache-dir --no-index --find-links . . ; \
+    else pip install --no-cache-dir . ; fi \
+ && cd / && rm -rf /src \
  && mkdir -p /opt/mlops-drill/bin \
  && ln -s "$(command -v mlops-drill-nvidia-smi)" /opt/mlops-drill/bin/nvidia-smi \
  && python -c "from mlops_drill.mlplatform.artifacts import ensure_artifacts; ensure_artifacts()"
-ENV PYTHONUNBUFFERED=1
+# not /src: a source folder in the working directory would shadow the installed mlops_drill package
+WORKDIR /
 EXPOSE 8080

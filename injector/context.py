@@ -290,13 +290,16 @@ class DrillContext:
 
 
 def context_for(backend: Backend) -> DrillContext:
-    """A context with the pinned kubectl (embedded) or the one on PATH (other backends)."""
+    """A context with the pinned kubectl (embedded, kind) or the one on PATH (existing)."""
     import shutil
 
     if backend.runs_processes:
         from mlops_drill.cluster.toolchain import ensure_toolchain
 
         return DrillContext(backend, ensure_toolchain(progress=False)["kubectl"])
+    own = backend.kubectl_path()
+    if own is not None:
+        return DrillContext(backend, own)
     found = shutil.which("kubectl")
     if not found:
         raise DrillError("kubectl: command not found on PATH")

@@ -29,9 +29,23 @@ ContextOpt = typer.Option(None, "--context", help="kubeconfig context (existing 
 
 
 @toolchain_app.command("build")
-def toolchain_build() -> None:
-    """Build (once) or locate kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok."""
+def toolchain_build(backend: str = typer.Option("embedded", "--backend", "-b", help="embedded | kind")) -> None:
+    """Build (once) or locate kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok.
+
+    With --backend kind: also kind, kubelet, kubeadm, kube-proxy, the component images, the node image and
+    the platform image (cached under ~/.cache/mlops-drill/kind; each step skipped once built).
+    """
     from mlops_drill.cluster.toolchain import ensure_toolchain
+
+    if backend == "kind":
+        from mlops_drill.cluster.kindbuild.pipeline import ensure_kind_build
+
+        build = ensure_kind_build(progress=True)
+        out.print(f"{'kind':<24} {build.kind}\n{'kubectl':<24} {build.kubectl}\n"
+                  f"{'node image':<24} {build.node_image}\n{'platform image':<24} {build.platform_image}")
+        return
+    if backend != "embedded":
+        raise DrillError(f"--backend {backend}: toolchain build knows embedded and kind")
 
     chain = ensure_toolchain(progress=True)
     for name, path in sorted(chain.bins.items()):

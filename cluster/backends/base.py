@@ -98,6 +98,10 @@ class Backend(abc.ABC):
     def kubeconfig(self) -> Path:
         """The admin kubeconfig (never the candidate's)."""
 
+    def kubectl_path(self) -> Path | None:
+        """The kubectl this backend was built with (same version as its API server); None: the one on PATH."""
+        return None
+
     @property
     def runs_processes(self) -> bool:
         """True where pods are local processes started by our process kubelet (embedded)."""

@@ -1,37 +1,25 @@
-"""kind backend: real kubelets in Docker containers, through pytest-kind's KindCluster.
+"""kind backend: real kubelets and containerd in Docker containers, built and run offline.
 
-Needs a Docker engine. Node names are kind's own (``<name>-worker``, ...); we
-give them the same pools (labels and GPU taint) as the embedded nodes, and the
-GPUs come from the gRPC device plugin (``mlops_drill.cluster.gpu.deviceplugin``)
-instead of the KWOK face.
+``up`` builds (once, cached: ``mlops_drill.cluster.kindbuild``) kind, the node
+image and the platform image, then creates the cluster with the catalogue's
+nodes (``kind_config``). The kubeconfig is written to our state directory with
+``--kubeconfig``; ``~/.kube/config`` is never touched. GPUs come from the gRPC
+device plugin (``mlops_drill.cluster.gpu.deviceplugin``) registered with each
+GPU node's real kubelet; each GPU node holds its inventory file and the fake
+``nvidia-smi`` the plugin mounts into GPU containers.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from mlops_drill import paths
 from mlops_drill.cluster.backends.base import Backend, ClusterInfo, ClusterStatus, ComponentHealth
 from mlops_drill.errors import DrillError
-
-KIND_CONFIG = """\
-kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-nodes:
-- role: control-plane
-- role: worker
-  labels: {pool: cpu}
-- role: worker
-  labels: {pool: cpu}
-- role: worker
-  labels: {pool: gpu, nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
-- role: worker
-  labels: {pool: gpu, nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
-"""
-
 
 # Where each GPU node keeps its inventory (the plugin DaemonSet mounts the folder, not the file).
 GPU_STATE_FILE = "/etc/mlops-drill/gpu.json"
@@ -41,61 +29,149 @@ NVIDIA_SMI_LAUNCHER = '#!/bin/sh\nexec python3 -m mlops_drill.cluster.gpu.nvidia
 
 def docker_available() -> tuple[bool, str]:
     """Whether a Docker *engine* answers (the CLI alone is not enough for kind)."""
-    docker = shutil.which("docker")
-    if not docker:
-        return False, "no docker command on PATH"
-    try:
-        result = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
-                                capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
-        return False, "docker info timed out: no Docker engine answers"
-    if result.returncode != 0 or not result.stdout.strip():
-        return False, "no Docker engine answers (docker info failed)"
-    return True, result.stdout.strip()
+    from mlops_drill.cluster.kindbuild.engine import engine_answers
+
+    return engine_answers()
 
 
 class KindBackend(Backend):
     kind = "kind"
+    #: the platform's images are loaded into four nodes and its pods are real containers on two cores
+    platform_start_timeout: float = 300
 
     def __init__(self, name: str = "mlops-drill") -> None:
         super().__init__(name)
         self.state = paths.cluster_dir(f"kind-{name}")
         self.docker = os.environ.get("MLOPS_DRILL_DOCKER") or "docker"
+        self.timings: dict[str, float] = {}  # seconds per phase of the last `up` (for bench/)
 
     def kubeconfig(self) -> Path:
         return self.state / "admin.kubeconfig"
 
-    def _cluster(self):
-        from pytest_kind import KindCluster
+    # -- tools ---------------------------------------------------------------------------------
+    def _build(self, progress: bool):
+        from mlops_drill.cluster.kindbuild.pipeline import ensure_kind_build
 
-        kubectl = shutil.which("kubectl")
-        return KindCluster(self.name, kubeconfig=self.kubeconfig(),
-                           kubectl_path=Path(kubectl) if kubectl else None,
-                           kind_path=Path(shutil.which("kind")) if shutil.which("kind") else None)
+        return ensure_kind_build(progress=progress)
 
+    @staticmethod
+    def _kind_path() -> Path:
+        from mlops_drill.cluster.kindbuild.gobuild import bin_dir
+
+        return bin_dir() / "kind"
+
+    @staticmethod
+    def _kubectl_path() -> Path:
+        from mlops_drill.cluster.kindbuild.gobuild import path_of
+
+        return path_of("kubectl")
+
+    def kubectl_path(self) -> Path | None:
+        return self._kubectl_path()
+
+    def _kind(self, *args: str, timeout: float = 600, stream: bool = False) -> subprocess.CompletedProcess:
+        kind = self._kind_path()
+        if not kind.is_file():
+            raise DrillError(f"{kind}: not built yet; run `mlops-drill toolchain build --backend kind`")
+        if stream:  # kind's own progress lines go to the user's terminal
+            return subprocess.run([str(kind), *args], timeout=timeout, stdout=sys.stderr, stderr=sys.stderr)
+        return subprocess.run([str(kind), *args], capture_output=True, text=True, timeout=timeout)
+
+    def exists(self) -> bool:
+        if not self._kind_path().is_file() or not docker_available()[0]:
+            return False
+        result = self._kind("get", "clusters")
+        return self.name in result.stdout.split()
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        result = subprocess.run([str(self._kubectl_path()), "--kubeconfig", str(self.kubeconfig()), *args],
+                                input=input, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise DrillError(f"kubectl {' '.join(args[:3])}: {(result.stderr or result.stdout).strip()[-300:]}")
+        return result.stdout
+
+    # -- lifecycle -----------------------------------------------------------------------------
     def up(self, progress: bool = True) -> ClusterInfo:
-        ok, why = docker_available()
-        if not ok:
-            raise DrillError(f"kind backend needs Docker: {why}; use --backend embedded (no Docker needed)")
+        import yaml
+
+        from mlops_drill.cluster.backends.kind_config import kind_config
+
+        started = time.monotonic()
+        build = self._build(progress)
+        self.timings["build"] = time.monotonic() - started
         self.state.mkdir(parents=True, exist_ok=True)
-        config = self.state / "kind.yaml"
-        config.write_text(KIND_CONFIG)
-        cluster = self._cluster()
-        cluster.create(config)
-        nodes = [n.split("/")[-1] for n in cluster.kubectl("get", "nodes", "-l", "pool=gpu", "-o", "name").split()]
-        for node in nodes:
-            cluster.kubectl("taint", "node", node, "nvidia.com/gpu=present:NoSchedule", "--overwrite")
-        self.prepare_gpu_nodes(nodes)
-        return ClusterInfo(self.name, self.kind, self.kubeconfig(), "kind", None)
+        if not (self.exists() and self.kubeconfig().is_file()):
+            if self.exists():  # a cluster whose kubeconfig we lost: only a fresh one is ours for sure
+                self._kind("delete", "cluster", "--name", self.name)
+            config = self.state / "kind.yaml"
+            config.write_text(yaml.safe_dump(kind_config(), sort_keys=False))
+            if progress:
+                print(f"creating kind cluster {self.name} from {build.node_image}", file=sys.stderr, flush=True)
+            result = self._kind("create", "cluster", "--name", self.name, "--image", build.node_image,
+                                "--config", str(config), "--kubeconfig", str(self.kubeconfig()), "--wait", "5m",
+                                stream=progress)
+            if result.returncode != 0:
+                raise DrillError(f"kind create cluster {self.name} failed (exit {result.returncode}); "
+                                 f"see `{self._kind_path()} export logs --name {self.name}`")
+        self.kubeconfig().chmod(0o600)
+        self.timings["create"] = time.monotonic() - started - self.timings["build"]
+        self.wait_nodes_ready(timeout=300)
+        self.timings["nodes_ready"] = time.monotonic() - started
+        self.prepare_gpu_nodes(self.gpu_nodes())
+        self.timings["total"] = time.monotonic() - started
+        return self.info()
+
+    def info(self) -> ClusterInfo:
+        import yaml
+
+        server = "(unknown)"
+        try:
+            server = yaml.safe_load(self.kubeconfig().read_text())["clusters"][0]["cluster"]["server"]
+        except Exception:  # a missing or half-written kubeconfig only costs the address in the summary
+            pass
+        return ClusterInfo(self.name, self.kind, self.kubeconfig(), server, self._kubectl_path())
+
+    def wait_nodes_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+            ready = [n["metadata"]["name"] for n in nodes
+                     if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))]
+            if nodes and len(ready) == len(nodes):
+                return
+            if time.monotonic() > deadline:
+                raise DrillError(f"kind nodes not Ready after {timeout:.0f}s: "
+                                 f"{sorted(set(n['metadata']['name'] for n in nodes) - set(ready))}")
+            time.sleep(1)
+
+    def node_containers(self) -> dict[str, str]:
+        """Kubernetes node name -> kind's container (from the provider ID ``kind://docker/<cluster>/<container>``)."""
+        nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+        return {n["metadata"]["name"]: n["spec"]["providerID"].rsplit("/", 1)[-1] for n in nodes
+                if n["spec"].get("providerID", "").startswith("kind://")}
+
+    def gpu_nodes(self) -> list[str]:
+        out = self.kubectl("get", "nodes", "-l", "pool=gpu", "-o", "jsonpath={.items[*].metadata.name}")
+        return sorted(out.split())
 
     # -- what the kubelets of kind need from us ------------------------------------------------
     def _on_node(self, node: str, script: str, stdin: str) -> None:
         """Run ``script`` in a kind node's container (the node *is* a Docker container)."""
-        result = subprocess.run([self.docker, "exec", "-i", node, "sh", "-c", script], input=stdin,
+        container = self._containers().get(node, node)
+        result = subprocess.run([self.docker, "exec", "-i", container, "sh", "-c", script], input=stdin,
                                 capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            raise DrillError(f"docker exec {node}: {last[0][:200]}")
+            raise DrillError(f"docker exec {container}: {last[0][:200]}")
+
+    def _containers(self) -> dict[str, str]:
+        cached = getattr(self, "_container_map", None)
+        if cached is None and not self.kubeconfig().is_file():
+            return {}  # no cluster to ask: node names are taken as container names
+        if cached is None:
+            cached = self.node_containers()
+            self._container_map = cached
+        return cached
 
     def _put_file(self, node: str, path: str, text: str, mode: str = "0644") -> None:
         """Atomically replace ``path`` on the node: the plugin and nvidia-smi never read half a file."""
@@ -123,30 +199,43 @@ class KindBackend(Backend):
             self._put_file(node, GPU_STATE_FILE, text)
 
     def prepare_images(self, images: list[str]) -> None:
-        """Build the platform and its release tags once, then ``kind load`` what the nodes lack."""
+        """Build the release tags on the platform image once, then ``kind load`` what the nodes lack."""
         from mlops_drill.cluster.backends.kind_images import build_images
+        from mlops_drill.cluster.kindbuild.platform import platform_stamp
 
         record = self.state / "images-loaded.json"
-        loaded = set(json.loads(record.read_text())) if record.is_file() else set()
-        missing = [i for i in images if i not in loaded]
+        stamp = platform_stamp()
+        loaded = json.loads(record.read_text()) if record.is_file() else {}
+        if loaded.get("platform") != stamp:  # new code in the platform image: every tag is new
+            loaded = {"platform": stamp, "images": []}
+        missing = [i for i in images if i not in loaded["images"]]
         if not missing:
             return
-        cluster = self._cluster()
-        for image in build_images(missing, docker=self.docker):
-            cluster.load_docker_image(image)
-            loaded.add(image)
-            record.write_text(json.dumps(sorted(loaded)))
+        built = build_images(missing, docker=self.docker)
+        result = self._kind("load", "docker-image", "--name", self.name, *built)
+        if result.returncode != 0:
+            raise DrillError(f"kind load docker-image: {(result.stderr or '').strip()[-300:]}")
+        loaded["images"] = sorted(set(loaded["images"]) | set(built))
+        record.write_text(json.dumps(loaded))
 
     def down(self) -> None:
-        ok, _ = docker_available()
-        if ok:
-            self._cluster().delete()
+        if self.exists():
+            result = self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig()))
+            if result.returncode != 0:
+                raise DrillError(f"kind delete cluster {self.name}: {(result.stderr or '').strip()[-300:]}")
+        import shutil
+
         shutil.rmtree(self.state, ignore_errors=True)
 
     def status(self) -> ClusterStatus:
         ok, why = docker_available()
         if not ok:
             return ClusterStatus(None, [ComponentHealth("docker", False, why)], [], problem=why)
+        if not self.exists() or not self.kubeconfig().is_file():
+            return ClusterStatus(None, [ComponentHealth("docker", True, why)], [],
+                                 problem=f"no kind cluster {self.name}; run `mlops-drill cluster up --backend kind`")
         from mlops_drill.cluster.backends.existing import cluster_status
 
-        return cluster_status(ClusterInfo(self.name, self.kind, self.kubeconfig(), "kind", None), None)
+        status = cluster_status(self.info(), None)
+        return ClusterStatus(status.info, [ComponentHealth("docker", True, why), *status.components], status.nodes,
+                             status.problem)

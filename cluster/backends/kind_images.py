@@ -2,24 +2,23 @@
 
 On the embedded cluster a pod's image is only a name: the process kubelet runs the
 repo's code and hands it ``CONTAINER_IMAGE``, whose tag picks the release's
-behaviour. On kind, kubelets pull real images, so every tag the baseline or a
+behaviour. On kind, kubelets run real images, so every tag the baseline or a
 fault can set must exist on the nodes. They are all the same code (the repo's
-``Dockerfile``) with the tag baked in as ``CONTAINER_IMAGE``, exactly what the
-process kubelet would have said, so a bad release is still a real rollout of
-another image and ``kubectl rollout undo`` still fixes it. Which tags those are
-is the platform's business (``mlops_drill.mlplatform.releases.all_images``); this module
-only builds.
+``Dockerfile``, built by ``mlops_drill.cluster.kindbuild.platform``) with the tag
+baked in as ``CONTAINER_IMAGE``, exactly what the process kubelet would have
+said, so a bad release is still a real rollout of another image and ``kubectl
+rollout undo`` still fixes it. Which tags those are is the platform's business
+(``mlops_drill.mlplatform.releases.all_images``); this module only builds.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 from mlops_drill.errors import DrillError
 
 BASE_IMAGE = "mlops-drill/platform:dev"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def release_dockerfile(image: str) -> str:
@@ -27,21 +26,21 @@ def release_dockerfile(image: str) -> str:
     return f"FROM {BASE_IMAGE}\nENV CONTAINER_IMAGE={image}\n"
 
 
-def build_images(images: list[str], docker: str = "docker", context: Path = REPO_ROOT,
-                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> list[str]:
-    """``docker build`` the platform once, then one thin image per release tag; the names built."""
-    dockerfile = context / "Dockerfile"
-    if not dockerfile.is_file():
-        raise DrillError(f"{dockerfile}: not found; the kind backend builds the platform image from a "
-                         "checkout of the mlops-drill repository")
+def build_images(images: list[str], docker: str = "docker",
+                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+                 build_platform: Callable[[], None] | None = None) -> list[str]:
+    """The platform image (cached), then one thin image per release tag; the names built."""
+    if build_platform is None:
+        from mlops_drill.cluster.kindbuild.pipeline import ensure_platform_image
 
-    def build(args: list[str], stdin: str | None = None) -> None:
-        result = run([docker, "build", *args], input=stdin, capture_output=True, text=True)
+        build_platform = ensure_platform_image
+    build_platform()
+    for image in images:
+        if image == BASE_IMAGE:
+            continue
+        result = run([docker, "build", "-q", "-t", image, "-"], input=release_dockerfile(image),
+                     capture_output=True, text=True, env=dict(os.environ, DOCKER_BUILDKIT="0"))
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            raise DrillError(f"docker build {' '.join(args[:2])} failed: {last[0]}")
-
-    build(["-t", BASE_IMAGE, str(context)])
-    for image in images:
-        build(["-t", image, "-"], stdin=release_dockerfile(image))
-    return [BASE_IMAGE, *images]
+            raise DrillError(f"docker build -t {image} failed: {last[0]}")
+    return [BASE_IMAGE, *[i for i in images if i != BASE_IMAGE]]
