@@ -15,8 +15,9 @@ reference. Definitions, used throughout the grader:
   command would also satisfy a verification step (looking at the symptom
   before and after the fix is the same command); without verification phases,
   the first phase's steps;
-* evidence steps: required diagnosis steps that are not symptom probes, i.e.
-  evidence of the cause rather than of the symptom.
+* evidence steps: required diagnosis steps outside the first phase (triage)
+  that are not symptom probes, i.e. evidence of the cause rather than of the
+  symptom or of the platform's health; a step's ``evidence`` field overrides.
 """
 from __future__ import annotations
 
@@ -107,14 +108,31 @@ def build_plan(scenario: Scenario) -> Plan:
                 symptom.add(sid)
     else:
         symptom = {s.id for s in scenario.expected.phases[0].steps}
-    evidence = {s.id for s in diag if s.required and s.id not in symptom}
-    if not evidence:
-        evidence = {s.id for s in diag if s.required}
+    evidence = _evidence(scenario, diag, symptom)
     remediation = {s.id for s in steps if roles[phase_of[s.id]] == "remediation"}
     for s in steps:  # steps the reference never reaches still get a concrete suggestion
         reference.setdefault(s.id, describe_matcher(s.match[0]))
     return Plan(scenario, steps, by_id, phase_of, partial.phase_titles, preds, ready, order,
                 roles, frozenset(symptom), frozenset(evidence), frozenset(remediation), reference)
+
+
+def _evidence(scenario: Scenario, diag: list[Step], symptom: set[str]) -> set[str]:
+    """Steps that show the cause, not the symptom or the platform's health.
+
+    The first phase is triage (is it data, model, serving or platform?): looking
+    at the symptom or confirming that pods run says nothing about the cause, so a
+    change made after it alone is still blind. A step says otherwise with
+    ``evidence: true`` (reading the FailedScheduling event in triage is evidence)
+    or ``evidence: false``.
+    """
+    first = {s.id for s in scenario.expected.phases[0].steps}
+    derived = {s.id for s in diag if s.required and s.id not in symptom and s.id not in first}
+    if not derived:
+        derived = {s.id for s in diag if s.required and s.id not in symptom} or {
+            s.id for s in diag if s.required}
+    marked_in = {s.id for s in diag if s.evidence}
+    marked_out = {s.id for s in diag if s.evidence is False}
+    return (derived | marked_in) - marked_out
 
 
 def _walk_reference(plan: Plan) -> tuple[dict[str, list[ParsedCommand]], dict[str, str], set[int]]:

@@ -26,7 +26,7 @@ class DimensionScore(BaseModel):
 class Deduction(BaseModel):
     """Points taken straight off the total (anti-patterns, hints), with the command that cost them."""
 
-    kind: Literal["anti-pattern", "hint"]
+    kind: Literal["anti-pattern", "blind-change", "weak-signal", "hint"]
     id: str
     points: float
     seq: int
@@ -121,6 +121,11 @@ class GradedTranscript(BaseModel):
     verification: dict[str, bool] | None = None
     tamper: str | None = Field(None, description="first broken link of the hash chain, if any")
     timing_synthetic: bool = False
+    outcome: Literal["resolved", "fixed-unchecked", "open", "claimed-healthy"] = Field(
+        "open", description="resolved: fixed and re-checked (recorded checks, or offline the "
+                            "scenario's remediation steps); open and claimed-healthy cap the score")
+    offline: bool = Field(False, description="no fix verification recorded: the end state is not "
+                                             "verifiable and its weight is spread over the rest")
 
     def dimension(self, name: str) -> DimensionScore:
         return next(d for d in self.dimensions if d.name == name)

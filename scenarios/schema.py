@@ -248,6 +248,10 @@ class Step(_Strict):
                                  description="any-of: a command matching one of these performs the step")
     after: list[Slug] = Field(default_factory=list, description="steps that must come earlier")
     unordered: bool = Field(False, description="exempt from phase order; only `after` constrains it")
+    evidence: bool | None = Field(
+        None, description="whether doing this step is evidence of the cause (changes made before "
+                          "any such step are blind); default: required diagnosis steps outside "
+                          "the first phase that are not symptom checks")
 
     def matches(self, cmd: ParsedCommand) -> bool:
         return matches_any(self.match, cmd)

@@ -71,9 +71,11 @@ def test_weaker_variants_of_the_reference_grade_clearly_lower(path: Path) -> Non
         score = _grade_lines(sc, lines).score
         assert score <= base - 15, f"{name}: {score} vs reference {base}"
     # A single random shuffle can happen to keep the order that matters; on average it must not.
+    # (Shuffles of a redundant reference often keep evidence before the fix and a re-check after
+    # it, which the rubric rightly credits, so the mean gap is smaller than for the variants.)
     shuffled = [_grade_lines(sc, random.Random(seed).sample(ref, len(ref))).score
                 for seed in SHUFFLE_SEEDS]
-    assert sum(shuffled) / len(shuffled) <= base - 15, (base, shuffled)
+    assert sum(shuffled) / len(shuffled) <= base - 12, (base, shuffled)
 
 
 # --------------------------------------------------------------------------- rubric details
@@ -192,7 +194,10 @@ def test_anti_pattern_is_deducted_once_and_not_after_the_evidence(unit: Scenario
              "kubectl delete pod -n serving fraud-model-2", *REF[1:3],
              "kubectl delete pod -n serving fraud-model-3", *REF[3:]]
     graded = _grade_lines(unit, noisy, checks=OK)
-    assert [(d.id, d.points) for d in graded.deductions] == [("delete-before-evidence", 10.0)]
+    assert [(d.id, d.points) for d in graded.deductions if d.kind == "anti-pattern"] == [
+        ("delete-before-evidence", 10.0)]
+    # Each delete before the evidence is also a blind change; the one after it is not.
+    assert [d.kind for d in graded.deductions] == ["anti-pattern", "blind-change", "blind-change"]
     notes = {c.line: c.notes for c in graded.commands}
     assert any("already deducted" in n for n in notes["kubectl delete pod -n serving fraud-model-2"])
     assert not any("anti-pattern" in n for n in notes["kubectl delete pod -n serving fraud-model-3"])
@@ -386,7 +391,8 @@ def test_json_has_top_level_score_and_per_dimension_scores(unit: Scenario) -> No
     data = json.loads(render(graded, "json"))
     assert data["score"] == graded.score and 0 <= data["score"] <= 100
     assert set(data["dimension_scores"]) == {"coverage", "order", "efficiency", "end_state",
-                                             "diagnosis", "time", "anti_patterns"}
+                                             "diagnosis", "time", "anti_patterns", "outcome"}
+    assert data["outcome"] == "resolved" and data["offline"] is False
     assert len(data["commands"]) == len(REF) + 1
 
 
@@ -428,7 +434,11 @@ def test_cli_grades_a_plain_command_list(tmp_path: Path, app, unit: Scenario) ->
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["dimension_scores"]["coverage"] == 100
-    assert data["dimension_scores"]["end_state"] == 0  # no verification in a plain list
+    # No verification in a plain list: the end state is not verifiable, its weight goes elsewhere,
+    # and the fix is inferred from the rollback and the re-check after it.
+    end_state = next(d for d in data["dimensions"] if d["name"] == "end_state")
+    assert end_state["weight"] == 0 and "not verifiable offline" in end_state["detail"]
+    assert data["offline"] is True and data["outcome"] == "resolved" and data["score"] >= 90
     out = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["grade-transcript", str(commands), "--scenario",
                                       str(scenario_file), "--format", "html", "--out", str(out)])

@@ -70,7 +70,7 @@ def row_from_graded(graded: dict[str, Any], agent: str, wall_s: float) -> Row:
     dims = {d["name"]: d["score"] for d in graded.get("dimensions", [])}
     commands = sum(1 for c in graded.get("commands", []) if c.get("tool") in TOOLS)
     return Row(scenario=graded["scenario"], agent=agent, score=graded["score"], dimensions=dims,
-               fixed=dims.get("end_state") == 100.0, commands=commands,
+               fixed=graded.get("outcome") == "resolved", commands=commands,
                elapsed_s=float((graded.get("times") or {}).get("elapsed") or 0.0), wall_s=round(wall_s, 1))
 
 
