@@ -20,12 +20,14 @@ import kopf
 
 from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE, DeviceManager
 from mlops_drill.cluster.nodes import GPU_NODES
+from mlops_drill.cluster.processpods.execfront import ExecFront
 from mlops_drill.cluster.processpods.kubelet import ProcessKubelet
 from mlops_drill.cluster.processpods.podspec import PROCESS_LABEL
 
 registry = kopf.OperatorRegistry()
 KUBELET: ProcessKubelet | None = None
 DEVICES: DeviceManager | None = None
+FRONT: "tuple[ExecFront, int] | None" = None  # the nodes' kubelet endpoint, and its port
 
 
 @kopf.on.login(registry=registry)
@@ -44,6 +46,8 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     assert DEVICES is not None and KUBELET is not None
     if KUBELET.kubelet.zygote is not None:
         await KUBELET.kubelet.zygote.start()  # warms up while the inventory is made and the watches start
+    if FRONT is not None:
+        await FRONT[0].start(FRONT[1])
     await asyncio.to_thread(DEVICES.ensure_inventory)
     KUBELET.resync_task = asyncio.get_running_loop().create_task(KUBELET.resync_forever())
 
@@ -87,18 +91,28 @@ async def on_node(event, body, **_) -> None:
 
 @kopf.on.cleanup(registry=registry)
 async def cleanup(**_) -> None:
+    if FRONT is not None:
+        FRONT[0].close()
     if KUBELET is not None:
         await KUBELET.shutdown()
 
 
-def run(state: Path, kubeconfig: Path) -> None:
-    global KUBELET, DEVICES
+def _exec_rewriter(namespace: str, name: str, command: list[str]) -> list[str] | None:
+    runner = KUBELET.runner_of(namespace, name) if KUBELET is not None else None
+    return runner.exec_argv(command) if runner is not None else None
+
+
+def run(state: Path, kubeconfig: Path, front_port: int = 0, upstream: str = "", pki: Path | None = None) -> None:
+    global KUBELET, DEVICES, FRONT
     os.environ["KUBECONFIG"] = str(kubeconfig)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("kopf", "httpx", "httpcore", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     KUBELET = ProcessKubelet(state, kubeconfig)
     DEVICES = DeviceManager(KUBELET.kubelet.core, KUBELET.kubelet.gpu_state_file, GPU_NODES)
+    if front_port and upstream and pki is not None:
+        host, _, port = upstream.rpartition(":")
+        FRONT = (ExecFront(_exec_rewriter, (host, int(port)), pki), front_port)
     asyncio.run(kopf.operator(registry=registry, standalone=True, clusterwide=True))
 
 
@@ -106,8 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="mlops-drill-agent")
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--kubelet-front", type=int, default=0, help="port of the nodes' kubelet endpoint")
+    parser.add_argument("--kubelet-upstream", default="", help="KWOK's own kubelet server, host:port")
+    parser.add_argument("--pki", type=Path, help="kwokctl's pki folder (ca.crt, admin.crt, admin.key)")
     args = parser.parse_args()
-    run(args.state, args.kubeconfig)
+    run(args.state, args.kubeconfig, args.kubelet_front, args.kubelet_upstream, args.pki)
 
 
 if __name__ == "__main__":

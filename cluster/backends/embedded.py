@@ -78,7 +78,8 @@ class EmbeddedBackend(Backend):
     def _write_config(self, chain: Toolchain) -> Path:
         import yaml
 
-        docs = list(yaml.safe_load_all(kwokctl_config(self.api_port, self._env(chain)["PATH"])))
+        docs = list(yaml.safe_load_all(kwokctl_config(self.api_port, self._env(chain)["PATH"],
+                                                      self._kubelet_front_port(), self.kwok_cluster / "pki")))
         opts = docs[0]["options"]
         opts.update({
             "kubeVersion": versions.KUBERNETES,
@@ -96,6 +97,48 @@ class EmbeddedBackend(Backend):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return path
+
+    @property
+    def _front_port_file(self) -> Path:
+        return self.state / "kubelet-front.port"
+
+    def _kubelet_front_port(self) -> int:
+        """The port every node names as its kubelet (the node agent's exec front), fixed at cluster creation."""
+        try:
+            return int(self._front_port_file.read_text())
+        except (OSError, ValueError):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            self._front_port_file.parent.mkdir(parents=True, exist_ok=True)
+            self._front_port_file.write_text(str(port))
+            return port
+
+    def _component_args(self, name: str) -> list[str]:
+        import yaml
+
+        try:
+            docs = list(yaml.safe_load_all((self.kwok_cluster / "kwok.yaml").read_text()))
+            return list(next(c for c in docs[0]["components"] if c["name"] == name).get("args") or [])
+        except (OSError, StopIteration, KeyError, TypeError, IndexError):
+            return []
+
+    def _arg_port(self, component: str, flag: str) -> int | None:
+        from urllib.parse import urlsplit
+
+        for arg in self._component_args(component):
+            if arg.startswith(f"--{flag}="):
+                value = arg.split("=", 1)[1].split(",")[0]
+                return urlsplit(value if "://" in value else "tcp://" + value).port
+        return None
+
+    def _close_engine_ports(self) -> str | None:
+        """etcd and kwok's own kubelet server answer anyone on loopback: close them to pod users."""
+        from mlops_drill.cluster.processpods import firewall
+
+        ports = [self._arg_port("etcd", "listen-client-urls"), self._arg_port("etcd", "listen-peer-urls"),
+                 self._arg_port("kwok-controller", "server-address")]
+        return firewall.close_ports(str(self.state), [p for p in ports if p])
 
     def create_command(self, chain: Toolchain, dry_run: bool = False) -> list[str]:
         """The exact kwokctl invocation (``--dry-run`` shows no download is attempted)."""
@@ -223,6 +266,9 @@ class EmbeddedBackend(Backend):
             names = [n.name for n in NODE_POOLS]
             kube.wait_for(lambda: kube.nodes_ready(api, names), timeout=60, what="nodes Ready")
             self.timings["nodes_ready"] = time.monotonic() - started
+            problem = self._close_engine_ports()
+            if problem:
+                console.print(f"[yellow]warning:[/] {problem}")
             self._start_agent()
             kube.wait_for(lambda: _gpus_advertised(api), timeout=60, what="GPUs advertised on the GPU nodes")
             self.timings["gpus_advertised"] = time.monotonic() - started
@@ -236,8 +282,13 @@ class EmbeddedBackend(Backend):
         smi = self.private_bin / "nvidia-smi"
         smi.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mlops_drill.cluster.gpu.nvidia_smi "$@"\n')
         smi.chmod(0o755)
+        front: list[str] = []
+        kwok_port = self._arg_port("kwok-controller", "server-address")
+        if self._front_port_file.is_file() and kwok_port:
+            front = ["--kubelet-front", self._front_port_file.read_text().strip(),
+                     "--kubelet-upstream", f"127.0.0.1:{kwok_port}", "--pki", str(self.kwok_cluster / "pki")]
         daemons.start("agent", daemons.python_module("mlops_drill.cluster.agent", "--state", str(self.state),
-                                                     "--kubeconfig", str(self.kubeconfig())), self.state)
+                                                     "--kubeconfig", str(self.kubeconfig()), *front), self.state)
 
     def _control_plane_alive(self) -> bool:
         return all(_pid_alive(self._pid_file(c)) for c in CONTROL_PLANE)
@@ -270,7 +321,10 @@ class EmbeddedBackend(Backend):
         shutil.rmtree(self.kwok_cluster, ignore_errors=True)
 
     def down(self) -> None:
+        from mlops_drill.cluster.processpods import firewall
+
         daemons.stop_all(self.state)
+        firewall.open_ports(str(self.state))
         from mlops_drill.cluster.toolchain.binaries import resolve_without_building
 
         found, _missing = resolve_without_building()

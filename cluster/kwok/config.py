@@ -16,11 +16,15 @@ STAGES = Path(__file__).with_name("stages.yaml")
 KWOK_CRDS = ("Logs", "ClusterLogs", "PortForward", "ClusterPortForward", "Exec", "ClusterExec")
 
 
-def kwokctl_config(api_port: int | None, exec_path: str = "") -> str:
+def kwokctl_config(api_port: int | None, exec_path: str = "", kubelet_port: int | None = None,
+                   pki: Path | None = None) -> str:
     """Config text for ``kwokctl create cluster --config``.
 
     ``exec_path`` is the PATH kwok-controller runs ``kubectl exec`` commands with
     (our private bin folder first, so ``nvidia-smi`` is the fake one).
+    ``kubelet_port``: the port every node names as its kubelet endpoint (the node
+    agent's exec front, ``processpods/execfront.py``), instead of KWOK's own server;
+    the API server then presents kwokctl's admin certificate (in ``pki``) to it.
     """
     options: dict = {
         "runtime": "binary",
@@ -35,7 +39,9 @@ def kwokctl_config(api_port: int | None, exec_path: str = "") -> str:
         # All KWOK nodes share the loopback kubelet endpoint; their Hostname addresses do not resolve.
         # PodNodeSelector: the namespaces of a seat of a shared cluster keep its pods on its own nodes.
         {"name": "kube-apiserver", "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"},
-                                                 {"key": "enable-admission-plugins", "value": "PodNodeSelector"}]},
+                                                 {"key": "enable-admission-plugins", "value": "PodNodeSelector"}]
+         + ([{"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+             {"key": "kubelet-client-key", "value": str(pki / "admin.key")}] if pki is not None else [])},
         # One instance each: leader election only makes a restarted controller wait out the old lease.
         {"name": "kube-controller-manager", "extraArgs": [{"key": "leader-elect", "value": "false"}]},
         {"name": "kube-scheduler", "extraArgs": [{"key": "leader-elect", "value": "false"}]},
@@ -51,4 +57,7 @@ def kwokctl_config(api_port: int | None, exec_path: str = "") -> str:
                         "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4, "nodeLeaseParallelism": 4,
                         "podsOnNodeSyncParallelism": 1, "enablePodsOnNodeSyncListPager": True,
                         "enablePodsOnNodeSyncStreamWatch": False}}
-    return yaml.safe_dump_all([kwokctl, kwok], sort_keys=False) + "---\n" + STAGES.read_text()
+    stages = STAGES.read_text()
+    if kubelet_port:
+        stages = stages.replace("{{ with NodePort }}", "{{ with %d }}" % kubelet_port)
+    return yaml.safe_dump_all([kwokctl, kwok], sort_keys=False) + "---\n" + stages

@@ -28,6 +28,12 @@ def enabled() -> bool:
     return os.environ.get("MLOPS_DRILL_ZYGOTE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _zygote_env() -> dict[str, str]:
+    """The zygote's own environment, which every child's ``/proc/<pid>/environ`` shows: nothing of the host's."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "MLOPS_DRILL_ZYGOTE")
+    return {"HOME": "/", "PYTHONUNBUFFERED": "1", **{k: v for k, v in os.environ.items() if k in keep}}
+
+
 class ForkedProcess:
     """A zygote child, seen through the parts of ``asyncio.subprocess.Process`` the runner uses."""
 
@@ -65,7 +71,16 @@ class Zygote:
     """One zygote per process kubelet, started at once so it is warm when the first pod comes."""
 
     def __init__(self, state: Path) -> None:
-        self.address = f"\0mlops-drill-zygote-{os.getpid()}-{secrets.token_hex(4)}"  # abstract: no path limit
+        # A socket file in a private folder, never an abstract socket: abstract names belong to the network
+        # namespace, which pods share with the host, so any pod could ask the zygote for a root process.
+        folder = state / "zygote"
+        if len(str(folder)) > 80:  # sun_path holds 108 bytes
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix="mlops-drill-zygote-"))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        self.address = str(folder / f"z-{os.getpid()}-{secrets.token_hex(3)}.sock")
         self.log = state / "logs" / "zygote.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future | None = None
@@ -81,8 +96,8 @@ class Zygote:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "ab") as out:
                 self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "mlops_drill.cluster.processpods.zygote", "@" + self.address[1:],
-                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+                    sys.executable, "-m", "mlops_drill.cluster.processpods.zygote", self.address,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=_zygote_env())
             self.ready = asyncio.ensure_future(self._wait_ready())
 
     async def _wait_ready(self) -> bool:
@@ -109,8 +124,12 @@ class Zygote:
             self.proc.terminate()
             await self.proc.wait()
 
-    async def spawn(self, argv: list[str], cwd: Path, env: dict[str, str], limit: int) -> ForkedProcess | None:
-        """A forked child running ``argv``; None when it must be exec'd instead (not forkable, no zygote)."""
+    async def spawn(self, argv: list[str], cwd: Path | str, env: dict[str, str], limit: int,
+                    sandbox: dict | None = None) -> ForkedProcess | None:
+        """A forked child running ``argv``; None when it must be exec'd instead (not forkable, no zygote).
+
+        ``sandbox`` (pid of the pod's pause process, uid, gid, caps): the child joins that pod.
+        """
         if not enabled() or not forkable(argv):
             return None
         if self.proc is None or self.proc.returncode is not None:
@@ -126,7 +145,7 @@ class Zygote:
         try:
             sock.setblocking(False)
             await loop.sock_connect(sock, self.address)
-            request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode() + b"\n"
+            request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env, "sandbox": sandbox}).encode() + b"\n"
             sent = socket.send_fds(sock, [request[:1]], [null, out_w, err_w])
             if sent != 1:
                 raise OSError("zygote took no request")

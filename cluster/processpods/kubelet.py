@@ -5,17 +5,24 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
 from mlops_drill.cluster.gpu.model import GpuNode, new_node
-from mlops_drill.cluster.processpods import forking
+from mlops_drill.cluster.processpods import forking, sandbox
 from mlops_drill.cluster.processpods.forking import Zygote
 from mlops_drill.cluster.processpods.kubeproxy import ServiceProxy
 from mlops_drill.cluster.processpods.podspec import PROCESS_LABEL
 from mlops_drill.cluster.processpods.runner import Kubelet, PodRunner
 
 log = logging.getLogger("mlops_drill.processpods")
+
+
+def _api_port(api) -> int:
+    from urllib.parse import urlparse
+
+    return urlparse(api.configuration.host).port or 443
 
 
 class ProcessKubelet:
@@ -34,14 +41,51 @@ class ProcessKubelet:
         self.finished: set[str] = set()
         self.created: dict[str, float] = {}  # pod UID -> when its runner was made (monotonic)
         self.resync_task: asyncio.Task | None = None
-        self.proxy = ServiceProxy(state / "services.json", self.resolve)
+        run_dir = state / "run"  # what every pod sees read-only at sandbox.RUN_DIR: the Service table, GPU state
+        (run_dir / "gpu").mkdir(parents=True, exist_ok=True)
+        run_dir.chmod(0o755)
+        self.proxy = ServiceProxy(state / "services.json", self.resolve, mirror=run_dir / "services.json",
+                                  on_change=self._services_changed)
+        self._artifacts: asyncio.Future | None = None
+        sandboxed = sandbox.enabled()
+        if sandboxed and sandbox.available() is None:
+            raise SystemExit("pods run in bubblewrap sandboxes: install bubblewrap (apt-get install bubblewrap), "
+                             "or set MLOPS_DRILL_SANDBOX=0 to run them as plain host processes")
         self.kubelet = Kubelet(
             call=self._call, core=client.CoreV1Api(api), custom=client.CustomObjectsApi(api), state=state,
             services_file=state / "services.json", gpu_state_file=state / "gpu" / "state.json",
             gpu_devices=self.gpu_devices, zygote=Zygote(state) if forking.enabled() else None,
+            sandbox_image=sandbox.image_args() if sandboxed else None,
+            run_dir=run_dir, api_port=_api_port(api), service_env=self.proxy.service_env,
+            hosts_for=self.proxy.hosts_for, artifacts=self.artifacts if sandboxed else None,
         )
         (state / "gpu").mkdir(parents=True, exist_ok=True)
         (state / "services.json").write_text("{}")
+        (run_dir / "services.json").write_text("{}")
+
+    async def artifacts(self) -> Path:
+        """The model artifacts' host folder, built once before the first pod (pods see them read-only)."""
+        if self._artifacts is None:
+            from mlops_drill.mlplatform.artifacts import ensure_artifacts
+
+            def build() -> Path:
+                root = ensure_artifacts()
+                for folder, dirs, files in os.walk(root):  # built in a private temporary folder (0700)
+                    os.chmod(folder, 0o755)
+                    for fname in files:
+                        os.chmod(os.path.join(folder, fname), 0o644)
+                return root
+
+            self._artifacts = asyncio.ensure_future(asyncio.to_thread(build))
+        return await asyncio.shield(self._artifacts)
+
+    def _services_changed(self) -> None:
+        for runner in list(self.runners.values()):
+            runner.refresh_hosts()
+
+    def runner_of(self, namespace: str, name: str) -> PodRunner | None:
+        return next((r for r in self.runners.values() if r.namespace == namespace and r.name == name
+                     and not r.stopping), None)
 
     @staticmethod
     async def _call(fn, *args, **kwargs):

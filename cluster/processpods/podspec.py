@@ -34,6 +34,8 @@ class ProcessSpec:
     readiness: dict[str, Any] | None
     liveness: dict[str, Any] | None
     volumes: dict[str, Path] = field(default_factory=dict)  # mountPath -> host folder
+    readonly: set[str] = field(default_factory=set)  # mountPaths mounted read-only (ConfigMap, Secret, readOnly)
+    working_dir: str = ""  # the container's workingDir ("" = the image's, / here)
 
 
 def _field_ref(pod: dict, path: str) -> str:
@@ -150,15 +152,31 @@ def build_argv(container: dict, env: dict[str, str]) -> list[str]:
     return argv
 
 
-def process_spec(pod: dict, lookup: Lookup, pod_dir: Path, volumes_root: Path) -> ProcessSpec:
-    """Everything needed to run the pod's first container as a local process."""
+def readonly_mounts(pod: dict, container: dict) -> set[str]:
+    """mountPaths a kubelet mounts read-only: ConfigMap, Secret and projected volumes, and ``readOnly`` mounts."""
+    by_name = {v["name"]: v for v in pod.get("spec", {}).get("volumes") or []}
+    found = set()
+    for mount in container.get("volumeMounts") or []:
+        volume = by_name.get(mount["name"]) or {}
+        if mount.get("readOnly") or any(k in volume for k in ("configMap", "secret", "projected", "downwardAPI")):
+            found.add(mount["mountPath"].rstrip("/") or "/")
+    return found
+
+
+def process_spec(pod: dict, lookup: Lookup, pod_dir: Path, volumes_root: Path, sandboxed: bool = False) -> ProcessSpec:
+    """Everything needed to run the pod's first container as a local process.
+
+    ``sandboxed``: the volumes appear at their mountPath, so the container's own paths stay as written;
+    otherwise they are pointed at the host folders that hold them.
+    """
     container = pod["spec"]["containers"][0]
     env = resolve_env(pod, container, lookup)
     mounts = map_volumes(pod, container, pod_dir, volumes_root, lookup)
-    env = {k: rewrite_paths(v, mounts) for k, v in env.items()}
+    rewrite = (lambda value: value) if sandboxed else (lambda value: rewrite_paths(value, mounts))
+    env = {k: rewrite(v) for k, v in env.items()}
     ports = [p["containerPort"] for p in container.get("ports") or [] if p.get("protocol", "TCP") == "TCP"]
     return ProcessSpec(
-        argv=[rewrite_paths(a, mounts) for a in build_argv(container, env)],
+        argv=[rewrite(a) for a in build_argv(container, env)],
         env=env,
         container=container["name"],
         image=container.get("image", ""),
@@ -166,6 +184,8 @@ def process_spec(pod: dict, lookup: Lookup, pod_dir: Path, volumes_root: Path) -
         readiness=container.get("readinessProbe"),
         liveness=container.get("livenessProbe"),
         volumes=mounts,
+        readonly=readonly_mounts(pod, container),
+        working_dir=container.get("workingDir") or "",
     )
 
 

@@ -17,12 +17,15 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from mlops_drill.cluster.processpods import records
 from mlops_drill.cluster.processpods.podspec import ProcessSpec, SpecError, gpu_request, process_spec
+from mlops_drill.cluster.processpods.sandbox import (DEFAULT_CAP_NUMBERS, NVIDIA_BIN, PATH, RUN_DIR, PodSandbox,
+                                                     SandboxError, etc_files, identity)
 
 log = logging.getLogger("mlops_drill.processpods")
 
@@ -86,6 +89,25 @@ async def _pump(reader: asyncio.StreamReader | None, stream: str, logf) -> None:
         logf.flush()
 
 
+#: Where the model artifacts appear in a sandboxed pod, as if baked into its image.
+ARTIFACTS_IN_POD = "/opt/mlops-drill/artifacts"
+
+
+async def _only_child(pid: int, timeout: float = 2.0) -> int | None:
+    """The one child of ``pid`` (a container's waiter forks it at once); None if none shows up in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        if children:
+            return int(children[0])
+        await asyncio.sleep(0.005)
+    return None
+
+
 def _die_with_parent() -> None:
     """Children end when the process kubelet ends (PR_SET_PDEATHSIG), like containers of a dead node."""
     try:
@@ -109,6 +131,12 @@ class Kubelet:
     gpu_in_use: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> uuid -> pod uid
     on_endpoint_change: Callable[[], None] = lambda: None
     zygote: Any = None  # forking.Zygote: forks ``python -m mlops_drill.…`` containers; None: exec all
+    sandbox_image: list[str] | None = None  # bwrap arguments of the pods' image root; None: no sandbox
+    run_dir: Path | None = None  # the kubelet's folder every pod sees read-only at sandbox.RUN_DIR
+    api_port: int = 0  # the API server's port (KUBERNETES_SERVICE_PORT)
+    service_env: Callable[[str], dict[str, str]] = lambda namespace: {}  # Service env vars of a namespace
+    hosts_for: Callable[[str], str] = lambda namespace: ""  # /etc/hosts lines naming a pod's Services
+    artifacts: Callable[[], Any] | None = None  # async: the host folder of the model artifacts (built once)
 
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         import base64
@@ -146,6 +174,9 @@ class PodRunner:
         self.task: asyncio.Task | None = None
         self.stopping = False
         self.gpus: list[str] = []
+        self.who = identity(pod)
+        self.sandbox: PodSandbox | None = None
+        self.container_pid = 0  # host pid of the container's process (inside its sandbox)
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -292,7 +323,7 @@ class PodRunner:
         while not self.stopping:
             try:
                 self.spec = await self.k.call(process_spec, self.pod, self.k.lookup, self.dir,
-                                              self.k.state / "volumes")
+                                              self.k.state / "volumes", self.k.sandbox_image is not None)
                 break
             except SpecError as exc:
                 await self.patch_status(self._container_status(
@@ -335,8 +366,75 @@ class PodRunner:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             self.restarts += 1
 
+    @property
+    def sees_gpus(self) -> bool:
+        """Containers granted GPUs, and the device plugin's, find ``nvidia-smi`` as the NVIDIA runtime gives it."""
+        from mlops_drill.cluster.seats.names import namespace_prefix
+
+        return bool(self.gpus) or self.namespace[len(namespace_prefix(self.namespace)):] == "gpu-operator"
+
+    def _sandbox_env(self) -> dict[str, str]:
+        """What a kubelet and an image give a container: PATH, HOSTNAME, HOME, Service links, the pod's env."""
+        assert self.spec is not None
+        api = str(self.k.api_port)
+        env = {
+            "PATH": (NVIDIA_BIN + ":" if self.sees_gpus else "") + PATH,
+            "HOSTNAME": self.name, "HOME": "/root" if self.who.root else "/tmp", "LANG": "C.UTF-8",
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api,
+            "KUBERNETES_SERVICE_PORT_HTTPS": api, "KUBERNETES_PORT": f"tcp://127.0.0.1:{api}",
+            f"KUBERNETES_PORT_{api}_TCP": f"tcp://127.0.0.1:{api}", f"KUBERNETES_PORT_{api}_TCP_PROTO": "tcp",
+            f"KUBERNETES_PORT_{api}_TCP_PORT": api, f"KUBERNETES_PORT_{api}_TCP_ADDR": "127.0.0.1",
+            **self.k.service_env(self.namespace),
+            "POD_NAME": self.name, "POD_NAMESPACE": self.namespace, "NODE_NAME": self.node,
+            "PORT": str(self.port), "CONTAINER_IMAGE": self.spec.image,
+            "MLOPS_DRILL_SERVICES": f"{RUN_DIR}/services.json", "MLOPS_DRILL_GPU_STATE": f"{RUN_DIR}/gpu/state.json",
+            "ARTIFACT_DIR": ARTIFACTS_IN_POD, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        if self.gpus:
+            env["NVIDIA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        env.update(self.spec.env)
+        return env
+
+    def hosts_extra(self) -> str:
+        return self.k.hosts_for(self.namespace)
+
+    async def _start_sandbox(self) -> None:
+        """The pod's sandbox (its pause process), made before its first container as a kubelet makes the pod's."""
+        assert self.spec is not None and self.k.sandbox_image is not None and self.k.run_dir is not None
+        image = list(self.k.sandbox_image)
+        if self.k.artifacts is not None:
+            image += ["--ro-bind", str(await self.k.artifacts()), ARTIFACTS_IN_POD]
+        smi = None
+        if self.sees_gpus:
+            smi = self.dir / "nvidia-smi"
+            smi.write_text(f"#!/bin/sh\nexport NODE_NAME='{self.node}' MLOPS_DRILL_GPU_STATE='{RUN_DIR}/gpu/state.json'\n"
+                           f'exec "{sys.executable}" -m mlops_drill.cluster.gpu.nvidia_smi "$@"\n')
+            smi.chmod(0o755)
+        self.sandbox = PodSandbox(self.dir, self.name, self.who, dict(self.spec.volumes), set(self.spec.readonly),
+                                  self.k.run_dir, image, smi, self.k.gpu_state_file.parent)
+        self.sandbox.write_etc(etc_files(self.name, self.namespace, self.pod_ip, self.who, self.hosts_extra()))
+        await self.sandbox.start()
+
+    def refresh_hosts(self) -> None:
+        """Services came or went: rewrite the pod's /etc/hosts (in place; the container sees it at once)."""
+        if self.sandbox is not None and self.sandbox.etc:
+            try:
+                self.sandbox.write_etc({"hosts": etc_files(self.name, self.namespace, self.pod_ip, self.who,
+                                                           self.hosts_extra())["hosts"]})
+            except OSError:
+                pass
+
+    def exec_argv(self, command: list[str]) -> list[str] | None:
+        """What `kubectl exec` runs on the host to run ``command`` in this pod's container; None: no container."""
+        if self.sandbox is None or not self.sandbox.alive() or self.spec is None:
+            return None
+        self.sandbox.write_exec_env(self._sandbox_env())
+        return self.sandbox.enter_argv(command, None, self.spec.working_dir or "/")
+
     def _env(self) -> dict[str, str]:
         assert self.spec is not None
+        if self.k.sandbox_image is not None:
+            return self._sandbox_env()
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH",
                                                                "MLOPS_DRILL_CACHE", "XDG_CACHE_HOME")}
         env = {
@@ -361,19 +459,32 @@ class PodRunner:
         logf = open(self.log_file, "ab")
         env = self._env()
         try:
-            forked = await self.k.zygote.spawn(self.spec.argv, self.dir, env, 1 << 20) if self.k.zygote else None
+            sandbox = None
+            argv, cwd = self.spec.argv, str(self.dir)
+            if self.k.sandbox_image is not None:
+                if self.sandbox is None or not self.sandbox.alive():
+                    await self._start_sandbox()
+                assert self.sandbox is not None
+                cwd = self.spec.working_dir or "/"
+                sandbox = {"pid": self.sandbox.pid, "uid": self.who.uid, "gid": self.who.gid,
+                           "caps": list(DEFAULT_CAP_NUMBERS) if self.who.root else []}
+                argv = self.sandbox.enter_argv(self.spec.argv, env, cwd)
+            forked = await self.k.zygote.spawn(self.spec.argv, cwd, env, 1 << 20, sandbox) if self.k.zygote else None
             self.proc = forked or await asyncio.create_subprocess_exec(
-                *self.spec.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL, cwd=self.dir, env=env, preexec_fn=_die_with_parent,
                 limit=1 << 20)
-        except OSError as exc:
+        except (OSError, SandboxError) as exc:
             logf.write(cri_line("stderr", f"exec {self.spec.argv[0]}: {exc}"))
             logf.close()
             self.last_terminated = {"exitCode": 128, "reason": "StartError", "message": str(exc),
                                     "startedAt": now_iso(), "finishedAt": now_iso()}
             return 128, 0.0
+        self.container_pid = self.proc.pid
+        if sandbox is not None:  # the process in the pod is the child of its waiter (zygote child or nsenter)
+            self.container_pid = await _only_child(self.proc.pid) or self.proc.pid
         try:
-            records.write(self.dir, self.proc.pid, env)
+            records.write(self.dir, self.container_pid, env)
         except OSError as exc:  # only lookups by the injector need it; the container runs regardless
             log.warning("pod %s/%s: no process record: %s", self.namespace, self.name, exc)
         pumps = [asyncio.create_task(_pump(self.proc.stdout, "stdout", logf)),
@@ -470,3 +581,5 @@ class PodRunner:
                 await proc.wait()
         if self.task and not self.task.done() and self.task is not asyncio.current_task():
             self.task.cancel()
+        if self.sandbox is not None:
+            await self.sandbox.stop()

@@ -35,7 +35,7 @@ import socket
 import sys
 
 #: What the platform's apps import; each is imported once here and shared by every child.
-PRELOAD = ("numpy", "yaml", "httpx", "pydantic", "fastapi", "fastapi.responses", "starlette.middleware",
+PRELOAD = ("setproctitle", "numpy", "yaml", "httpx", "pydantic", "fastapi", "fastapi.responses", "starlette.middleware",
            "uvicorn", "uvicorn.config", "uvicorn.server", "uvicorn.main", "uvicorn.loops.asyncio",
            "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
            "uvicorn.lifespan.on", "kubernetes.client")
@@ -68,6 +68,97 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _drop_to(uid: int, gid: int, keep_caps: tuple[int, ...]) -> None:
+    """Become the container's user; a root container keeps only a container runtime's default capabilities."""
+    import ctypes
+
+    libc = _libc()
+    if uid != 0:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)  # from root to another uid: every capability goes
+    else:
+        os.setgroups([])
+        os.setgid(gid)
+        for cap in range(64):
+            if cap not in keep_caps and libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                if ctypes.get_errno() == 22:  # EINVAL: past the kernel's last capability
+                    break
+        mask = sum(1 << c for c in keep_caps)
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                        ("inheritable", ctypes.c_uint32)]
+
+        data = (Data * 2)(Data(mask, mask, 0), Data(0, 0, 0))
+        _check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data), "capset")
+    _check(libc.prctl(38, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+
+
+def _enter_sandbox(sandbox: dict) -> None:
+    """Join the pod's namespaces (held by its pause process), then fork the container's process into them.
+
+    setns into a PID namespace applies to children only, so this process stays
+    outside as the container's waiter: it passes the exit status (or the signal)
+    of the process inside on to the zygote, as a runtime shim does.
+    """
+    import resource
+
+    libc = _libc()
+    target = int(sandbox["pid"])
+    handles = [os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY) for ns in ("ipc", "uts", "pid", "mnt")]
+    expected = os.readlink(f"/proc/{target}/exe") if os.path.exists(f"/proc/{target}") else ""
+    try:
+        for fd in handles:
+            _check(libc.setns(fd, 0), "setns")
+    finally:
+        for fd in handles:
+            os.close(fd)
+    if not expected:
+        os._exit(127)
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the waiter gone (zygote killed), the container goes
+        if os.getppid() != parent and os.getppid() != 0:
+            os._exit(1)
+        _drop_to(int(sandbox["uid"]), int(sandbox["gid"]), tuple(sandbox.get("caps") or ()))
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the process group's signal reaches the container itself
+    for fd in (0, 1, 2):
+        os.close(fd)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
 def _run_child(request: dict, fds: list[int], zygote_pid: int, inherited: list[int]) -> None:
     """In the forked child: become the container's process, run its module, exit with its status."""
     import io
@@ -76,9 +167,12 @@ def _run_child(request: dict, fds: list[int], zygote_pid: int, inherited: list[i
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Ignored, as `python` itself sets it at start-up: a write to a closed connection must raise
+        # BrokenPipeError, not kill the container (exit 141) while a Service has no ready endpoint yet.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         for fd in inherited:  # the zygote's own: its socket, its siblings' connections, its wake-up pipe
             try:
                 os.close(fd)
@@ -92,11 +186,23 @@ def _run_child(request: dict, fds: list[int], zygote_pid: int, inherited: list[i
             ctypes.CDLL("libc.so.6").prctl(15, request["argv"][2].rsplit(".", 1)[-1][:15].encode(), 0, 0, 0)
         except OSError:
             pass
+        try:  # `ps aux`: the container's command line, not the zygote's (nor its socket's path)
+            import setproctitle
+
+            setproctitle.setproctitle(" ".join(["python", *request["argv"][1:]]))
+        except ImportError:
+            pass
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         for fd in fds:
             if fd > 2:
                 os.close(fd)
+        if request.get("sandbox"):
+            try:
+                _enter_sandbox(request["sandbox"])  # returns in the container's process, inside its pod
+            except OSError as exc:
+                os.write(2, f"cannot enter the pod's sandbox: {exc}\n".encode())
+                os._exit(128)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -166,6 +272,11 @@ def serve(address: str) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if not address.startswith("\0"):
+        try:
+            os.unlink(address)
+        except FileNotFoundError:
+            pass
     server.bind(address)
     server.listen(64)
     print(f"zygote ready ({len(sys.modules)} modules preloaded)", flush=True)
