@@ -87,6 +87,10 @@ def _drop_to(uid: int, gid: int, keep_caps: tuple[int, ...]) -> None:
     import ctypes
 
     libc = _libc()
+    for cap in range(64):  # the bounding set first (it needs CAP_SETPCAP, gone once the uid changes)
+        if cap not in keep_caps and libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            if ctypes.get_errno() == 22:  # EINVAL: past the kernel's last capability
+                break
     if uid != 0:
         os.setgroups([])
         os.setgid(gid)
@@ -94,10 +98,6 @@ def _drop_to(uid: int, gid: int, keep_caps: tuple[int, ...]) -> None:
     else:
         os.setgroups([])
         os.setgid(gid)
-        for cap in range(64):
-            if cap not in keep_caps and libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                if ctypes.get_errno() == 22:  # EINVAL: past the kernel's last capability
-                    break
         mask = sum(1 << c for c in keep_caps)
 
         class Header(ctypes.Structure):
