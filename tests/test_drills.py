@@ -336,6 +336,43 @@ def test_dashboard_rows_update_without_reload_in_chromium(drill_server, drill, t
         browser.close()
 
 
+def test_a_seats_pods_are_sandboxes_through_the_gateway(drill_server, drill, tmp_path):
+    """Every escape attempt of tests/test_pod_sandbox.py, typed into `kubectl exec` with a seat's kubeconfig."""
+    from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+    from mlops_drill.cluster.toolchain.binaries import resolve_without_building
+    from test_pod_sandbox import check_escape, escapes, host_facts
+
+    one, _ = _seat_client(drill_server, drill["codes"][1])
+    kubeconfig = tmp_path / "seat1.kubeconfig"
+    kubeconfig.write_text(one.get("/api/seat/kubeconfig").text)
+    kubectl = str(resolve_without_building()[0]["kubectl"])
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    pods = json.loads(subprocess.run([kubectl, "get", "pods", "-n", "registry", "-o", "json"], env=env,
+                                     capture_output=True, text=True, timeout=60, check=True).stdout)["items"]
+    pod = next(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
+
+    def pod_sh(script: str) -> tuple[str, str]:
+        result = subprocess.run([kubectl, "exec", "-n", "registry", pod, "--", "sh", "-c", script], env=env,
+                                capture_output=True, text=True, timeout=60)
+        return result.stdout, result.stdout + result.stderr
+
+    old = os.environ.get("MLOPS_DRILL_STATE")
+    os.environ["MLOPS_DRILL_STATE"] = str(drill_server["root"] / "state")
+    try:
+        shared = EmbeddedBackend(name="drills-shared")
+    finally:
+        if old is None:
+            os.environ.pop("MLOPS_DRILL_STATE")
+        else:
+            os.environ["MLOPS_DRILL_STATE"] = old
+    two, _ = _seat_client(drill_server, drill["codes"][2])
+    other = tmp_path / "seat2.kubeconfig"  # the test's own copy; inside the pod its path must not exist
+    other.write_text(two.get("/api/seat/kubeconfig").text)
+    assert pod_sh("hostname")[0].strip() == pod
+    for escape in escapes(host_facts(shared, other)):
+        check_escape(escape, pod_sh)
+
+
 def test_stopping_the_drill_removes_every_seat_cluster(drill_server, drill, tmp_path):
     http = drill_server["http"]
     if not http.get(f"/api/drills/{drill['id']}").json()["seats"][2]["joined"]:

@@ -70,8 +70,9 @@ def escapes(h: HostFacts) -> list[Escape]:
                "(env; cat /proc/*/environ) 2>&1 | grep -a -E 'INSTRUCTOR_TOKEN|MLOPS_DRILL_STATE' && echo ESCAPED; "
                "cat /proc/1/environ", DENIED),
         Escape("list-other-pods-processes",
-               "ps -eo args | grep -v grep | grep -E 'mlplatform[.](registry|featurestore|traffic)|kube-apiserver"
-               "|etcd|kwok|agent' && echo ESCAPED; ls /proc/999999", NOT_THERE),
+               "n=$(ps -e --no-headers | wc -l); [ $n -gt 6 ] && echo ESCAPED; ps -eo args | grep -v grep "
+               "| grep -E 'kube-apiserver|etcd|kwok|cluster[.]agent|processpods[.]zygote' && echo ESCAPED; "
+               "ls /proc/999999", NOT_THERE),
         Escape("signal-pid-1", "kill -9 1 && echo ESCAPED", DENIED),
         Escape("signal-node-agent", f"kill -0 {h.agent_pid} && echo ESCAPED", r"No such process"),
         Escape("etcdctl-on-loopback", f"{h.etcdctl} --endpoints=127.0.0.1:{h.etcd_port} get / --prefix && echo ESCAPED",
