@@ -21,17 +21,14 @@ FORMAT_HELP = "rich | md | html | json"
 
 
 def _load_scenario(ref: str):
-    """A catalogue id, or a path to a scenario YAML (for authors testing a draft)."""
-    from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+    """A scenario id (built-in or from a pack folder), or a path to a scenario YAML (for authors testing a draft)."""
+    from mlops_drill.scenarios.loader import load_scenario
+    from mlops_drill.scenarios.packs import find_scenario
 
     path = Path(ref)
     if ref.endswith((".yaml", ".yml")) or path.is_file():
         return load_scenario(path)
-    candidate = catalogue_dir() / f"{ref}.yaml"
-    if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in catalogue_dir().glob("*.yaml"))) or "none"
-        raise DrillError(f"unknown scenario {ref!r} (known: {known})")
-    return load_scenario(candidate)
+    return load_scenario(find_scenario(ref))
 
 
 def _session_transcript() -> Path:

@@ -14,6 +14,15 @@ platform_app = typer.Typer(no_args_is_help=True, help="The ML platform under tes
 
 BackendOpt = typer.Option("embedded", "--backend", "-b", help="embedded | kind | existing")
 NameOpt = typer.Option("mlops-drill", "--name", help="cluster name")
+ScenariosOpt = typer.Option(None, "--scenarios", metavar="DIR",
+                            help="a folder of scenario YAML beside the built-in catalogue (repeatable)")
+
+
+def _packs(dirs: Optional[list[str]]) -> None:
+    if dirs:
+        from mlops_drill.scenarios.packs import add_pack_dirs
+
+        add_pack_dirs(dirs)
 
 
 def _ctx(backend: str, name: str, up: bool = False):
@@ -38,19 +47,21 @@ def platform_up(backend: str = BackendOpt, name: str = NameOpt) -> None:
     print(f"platform healthy in {seconds:.1f}s; candidate kubeconfig: {baseline.candidate_kubeconfig_path(ctx)}")
 
 
-def scenarios() -> None:
-    """List the scenario catalogue."""
+def scenarios(packs: Optional[list[str]] = ScenariosOpt) -> None:
+    """List the scenario catalogue (built-in and scenario packs)."""
     from mlops_drill.scenarios.loader import load_catalogue
 
+    _packs(packs)
     for sid, sc in sorted(load_catalogue().items()):
         print(f"{sid:<28} {sc.difficulty:<7} {sc.time_limit_minutes:>3} min  {sc.title}")
 
 
 def start(scenario_id: str = typer.Argument(..., help="scenario id (see `mlops-drill scenarios`)"),
-          backend: str = BackendOpt, name: str = NameOpt) -> None:
+          backend: str = BackendOpt, name: str = NameOpt, packs: Optional[list[str]] = ScenariosOpt) -> None:
     """Bring up the baseline, inject the scenario's fault, wait for the symptom, print the briefing."""
     from mlops_drill.injector import engine
 
+    _packs(packs)
     ctx = _ctx(backend, name, up=True)
     report = engine.start(ctx, scenario_id)
     print(report.briefing.rstrip())
@@ -127,10 +138,12 @@ def _emit(graded: Any, fmt: str, out: Optional[str]) -> None:
 
 def demo(scenario_id: str = typer.Argument("gpu-missing-toleration"), backend: str = BackendOpt,
          name: str = NameOpt, fmt: str = typer.Option("rich", "--format", "-f"),
-         keep: bool = typer.Option(False, "--keep", help="leave the scenario running afterwards")) -> None:
+         keep: bool = typer.Option(False, "--keep", help="leave the scenario running afterwards"),
+         packs: Optional[list[str]] = ScenariosOpt) -> None:
     """End to end: cluster, baseline, fault, the reference solution typed as a candidate, verify, grade."""
     from mlops_drill.injector import engine
 
+    _packs(packs)
     started = time.monotonic()
     ctx = _ctx(backend, name, up=True)
     report = engine.start(ctx, scenario_id)

@@ -38,6 +38,8 @@ class FaultRecord(BaseModel):
 
 class Session(BaseModel):
     scenario: str
+    #: The file the scenario came from: a pack folder named at `start` need not be named again.
+    scenario_file: str | None = None
     started_at: float
     faults: list[FaultRecord]
     transcript: str
@@ -81,21 +83,29 @@ def _save(ctx: DrillContext, session: Session) -> None:
 
 
 def scenario(scenario_id: str):
-    from mlops_drill.scenarios.loader import catalogue_dir
+    """The scenario with this id: built-in or from a pack folder (``--scenarios``, ``MLOPS_DRILL_SCENARIOS``)."""
+    from mlops_drill.scenarios.packs import find_scenario
 
-    path = catalogue_dir() / f"{scenario_id}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in catalogue_dir().glob("*.yaml")))
-        raise DrillError(f"unknown scenario {scenario_id!r} (known: {known})")
+    return scenario_at(find_scenario(scenario_id))
+
+
+def scenario_at(path: Path):
     return _loaded(path, path.stat().st_mtime_ns).model_copy(deep=True)
+
+
+def session_scenario(session: Session):
+    """The running session's scenario, from the file it was started from while that still exists."""
+    if session.scenario_file and Path(session.scenario_file).is_file():
+        return scenario_at(Path(session.scenario_file))
+    return scenario(session.scenario)
 
 
 @functools.lru_cache(maxsize=64)
 def _loaded(path: Path, mtime_ns: int):
     """Parsed once per file version: a drill server grades and verifies tens of seats against one scenario."""
-    from mlops_drill.scenarios.loader import load_scenario
+    from mlops_drill.scenarios.loader import load_scenario_file
 
-    return load_scenario(path)
+    return load_scenario_file(path)
 
 
 def ensure_platform(ctx: DrillContext) -> float:
@@ -107,7 +117,10 @@ def ensure_platform(ctx: DrillContext) -> float:
 
 
 def start(ctx: DrillContext, scenario_id: str) -> StartReport:
-    sc = scenario(scenario_id)
+    from mlops_drill.scenarios.packs import find_scenario
+
+    scenario_file = find_scenario(scenario_id)
+    sc = scenario_at(scenario_file)
     seconds: dict[str, float] = {}
     if load_session(ctx) is not None:
         seconds["reset_previous"] = reset(ctx)
@@ -130,7 +143,7 @@ def start(ctx: DrillContext, scenario_id: str) -> StartReport:
     state = _state_dir(ctx)
     run_dir = state / "sessions" / f"{scenario_id}-{int(time.time())}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    session = Session(scenario=scenario_id, started_at=time.time(),
+    session = Session(scenario=scenario_id, scenario_file=str(scenario_file), started_at=time.time(),
                       faults=[FaultRecord(name=f.name, params=f.params.model_dump()) for f in faults],
                       transcript=str(run_dir / "transcript.jsonl"),
                       candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)))
@@ -147,7 +160,7 @@ def verify(ctx: DrillContext, record: bool = True, wait: bool = True) -> list[Ch
     session = load_session(ctx)
     if session is None:
         raise DrillError("no scenario is running: `mlops-drill start <id>` first")
-    results = run_checks(ctx, scenario(session.scenario).fix.checks, timeout_scale=1.0 if wait else 0.0)
+    results = run_checks(ctx, session_scenario(session).fix.checks, timeout_scale=1.0 if wait else 0.0)
     if record:
         from mlops_drill.grader.transcript import append
 
@@ -213,7 +226,7 @@ def status(ctx: DrillContext) -> dict[str, Any]:
         events = read_transcript(path).events
         hints = sum(e.kind == "hint" for e in events)
         commands = sum(e.kind in ("command", "shell") for e in events)
-    sc = scenario(session.scenario)
+    sc = session_scenario(session)
     return {"scenario": session.scenario, "title": sc.title, "elapsed_s": round(time.time() - session.started_at),
             "time_limit_s": sc.time_limit_minutes * 60, "hints_used": hints, "hints_total": len(sc.hints),
             "commands": commands, "transcript": session.transcript,
@@ -228,6 +241,7 @@ def run_as_candidate(ctx: DrillContext, lines: list[str], timeout: float = 300) 
     """
     from mlops_drill.grader.shell import SCENARIO_ENV, STARTED_ENV, find_real_tools, write_shims
     from mlops_drill.grader.transcript import TRANSCRIPT_ENV
+    from mlops_drill.scenarios.packs import SCENARIOS_ENV, env_value_with
 
     session = load_session(ctx)
     if session is None:
@@ -242,6 +256,7 @@ def run_as_candidate(ctx: DrillContext, lines: list[str], timeout: float = 300) 
         f"{line}\n" + (f"{_SETTLE}\n" if line.rstrip().endswith("&") else "") for line in lines)
     env = {**os.environ, "KUBECONFIG": session.candidate_kubeconfig, TRANSCRIPT_ENV: session.transcript,
            SCENARIO_ENV: session.scenario, STARTED_ENV: repr(session.started_at),
+           SCENARIOS_ENV: env_value_with(session.scenario_file),
            "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -259,4 +274,4 @@ def finish(ctx: DrillContext):
     if session is None:
         raise DrillError("no scenario is running: `mlops-drill start <id>` first")
     verify(ctx)
-    return grade(load_recording(Path(session.transcript)), scenario(session.scenario))
+    return grade(load_recording(Path(session.transcript)), session_scenario(session))

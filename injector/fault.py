@@ -43,6 +43,10 @@ class Fault(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not getattr(cls, "__abstractmethods__", None) and getattr(cls, "name", None):
+            taken = REGISTRY.get(cls.name)
+            if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+                # A plugin must not silently replace a built-in (or another plugin's) fault.
+                raise TypeError(f"fault name {cls.name!r} is taken by {taken.__module__}.{taken.__qualname__}")
             REGISTRY[cls.name] = cls
 
     @abc.abstractmethod
@@ -68,6 +72,34 @@ class Fault(abc.ABC):
 def seat_blockers(faults) -> list[str]:
     """Names of ``faults`` (a scenario's) that a seat of a shared cluster cannot take (``seat_ready``)."""
     return [f.name for f in faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready]
+
+
+def load_plugin_faults() -> None:
+    """Import the faults other packages register under the ``mlops_drill.faults`` entry-point group.
+
+    Why entry points: instructors add faults by installing a package (``pip install``),
+    the way pytest and kopf find plugins, without editing this one. Each entry point is
+    ``<fault name> = module:FaultSubclass``; the name must equal the class's ``name``.
+    """
+    from importlib.metadata import entry_points
+
+    from mlops_drill.scenarios.schema import FAULT_ENTRY_POINTS
+
+    for ep in entry_points(group=FAULT_ENTRY_POINTS):
+        if ep.name in REGISTRY and REGISTRY[ep.name].__module__ == ep.module:
+            continue
+        dist = f" from {ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
+        where = f"fault plugin {ep.name!r} ({ep.value}{dist})"
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin raises, say which plugin in one line
+            raise DrillError(f"{where}: cannot load: {type(exc).__name__}: {exc}".replace("\n", " ")) from None
+        if not (isinstance(cls, type) and issubclass(cls, Fault)):
+            raise DrillError(f"{where}: is not a subclass of mlops_drill.injector.fault.Fault")
+        if getattr(cls, "name", None) != ep.name:
+            raise DrillError(f"{where}: the class is named {getattr(cls, 'name', None)!r}; "
+                             "the entry point's name must equal the Fault's `name`")
+        REGISTRY[ep.name] = cls
 
 
 def make(name: str, params: dict[str, Any] | None = None) -> Fault:

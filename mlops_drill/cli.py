@@ -28,6 +28,18 @@ KubeconfigOpt = typer.Option(None, "--kubeconfig", help="kubeconfig (existing ba
 ContextOpt = typer.Option(None, "--context", help="kubeconfig context (existing backend)")
 
 
+@app.callback()
+def _global(scenarios: Optional[list[str]] = typer.Option(
+        None, "--scenarios", metavar="DIR",
+        help="a folder of scenario YAML beside the built-in catalogue (repeatable; also MLOPS_DRILL_SCENARIOS=DIR:DIR)")
+        ) -> None:
+    """Fault-injection troubleshooting drills for MLOps."""
+    if scenarios:
+        from mlops_drill.scenarios.packs import add_pack_dirs
+
+        add_pack_dirs(scenarios)
+
+
 @toolchain_app.command("build")
 def toolchain_build(backend: str = typer.Option("embedded", "--backend", "-b", help="embedded | kind")) -> None:
     """Build (once) or locate kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok.
@@ -113,7 +125,8 @@ def _register_parts() -> None:
     """Let parts that own commands add them; a part that is absent is simply skipped."""
     import importlib
 
-    for module in ("mlops_drill.grader.cli", "mlops_drill.injector.cli", "mlops_drill.drills.cli", "mlops_drill.server.cli"):
+    for module in ("mlops_drill.grader.cli", "mlops_drill.injector.cli", "mlops_drill.drills.cli", "mlops_drill.server.cli",
+                   "mlops_drill.scenarios.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -45,20 +45,48 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def load_catalogue(dir: str | Path | None = None) -> dict[str, Scenario]:
-    """Every ``<id>.yaml`` in ``dir`` (default: the built-in catalogue), keyed by id."""
-    folder = Path(dir) if dir is not None else catalogue_dir()
-    if not folder.is_dir():
-        raise DrillError(f"{folder}: scenario catalogue folder does not exist")
+    """Every ``<id>.yaml`` in ``dir``, keyed by id; without ``dir``: the built-in catalogue and every
+    scenario pack folder (``--scenarios`` / ``MLOPS_DRILL_SCENARIOS``, see :mod:`.packs`)."""
+    if dir is None:
+        from mlops_drill.scenarios.packs import scenario_files
+
+        files = list(scenario_files().values())
+    else:
+        folder = Path(dir)
+        if not folder.is_dir():
+            raise DrillError(f"{folder}: scenario catalogue folder does not exist")
+        files = sorted(folder.glob("*.yaml"))
     result: dict[str, Scenario] = {}
-    for file in sorted(folder.glob("*.yaml")):
-        scenario = load_scenario(file)
-        if scenario.id != file.stem:
-            line, col = _id_mark(file)
-            raise DrillError(_one_line(
-                f"{file}:{line}:{col}: id: {scenario.id!r} does not match the file name "
-                f"(rename the file to {scenario.id}.yaml or change the id)"))
-        result[scenario.id] = scenario
+    for file in files:
+        result[file.stem] = load_scenario_file(file)
     return result
+
+
+def load_scenario_file(file: str | Path) -> Scenario:
+    """:func:`load_scenario`, plus the catalogue's rule that the id is the file name."""
+    file = Path(file)
+    scenario = load_scenario(file)
+    if scenario.id != file.stem:
+        line, col = _id_mark(file)
+        raise DrillError(_one_line(
+            f"{file}:{line}:{col}: id: {scenario.id!r} does not match the file name "
+            f"(rename the file to {scenario.id}.yaml or change the id)"))
+    return scenario
+
+
+def located(path: str | Path, loc: Loc, problem: str) -> str:
+    """``path:line:col: field: problem`` for a problem found after loading (a fault's params):
+    the same one-line shape as every load error."""
+    path = Path(path)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        root = None
+    node, shown = _locate(root, loc)
+    mark = node.start_mark if node is not None else None
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    field = ".".join(str(p) for p in (shown if len(shown) >= len(loc) else loc)) or "<document>"
+    return _one_line(f"{path}:{line}:{col}: {field}: {problem}")
 
 
 # --------------------------------------------------------------------------- YAML with marks

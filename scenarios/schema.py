@@ -12,15 +12,17 @@ parser being importable.
 from __future__ import annotations
 
 import difflib
+import functools
 import fnmatch
 import re
 import shlex
+import sys
 from enum import StrEnum
 from functools import cached_property
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 if TYPE_CHECKING:  # the parser is another part; only its shape matters here
     from mlops_drill.grader.parse import ParsedCommand
@@ -71,13 +73,45 @@ CORE_TOPICS: frozenset[Topic] = frozenset({
     Topic.LATENCY_SPIKE_AFTER_RELEASE, Topic.EXPENSIVE_TRAINING_JOBS,
 })
 
-#: The faults the injector implements; a scenario naming anything else is a typo.
-FaultName = Literal[
+#: The faults the injector ships. More come from installed packages that register a
+#: :class:`~mlops_drill.injector.fault.Fault` subclass under the ``mlops_drill.faults``
+#: entry-point group; any other name is a typo.
+BUILTIN_FAULTS: tuple[str, ...] = (
     "remove-toleration", "occupy-gpus", "crash-device-plugin", "driver-library-mismatch",
     "break-feature-refresh", "skew-transform", "rename-upstream-field", "pin-archived-model",
     "shift-input-distribution", "release-large-model", "drop-gpu-request", "bad-canary",
     "disable-checkpointing", "leak-secret-in-env",
-]
+)
+FAULT_ENTRY_POINTS = "mlops_drill.faults"
+
+
+def plugin_fault_names() -> frozenset[str]:
+    """Fault names that installed packages offer: read from their metadata, nothing is imported."""
+    return _plugin_fault_names(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _plugin_fault_names(path: tuple[str, ...]) -> frozenset[str]:
+    # Keyed by sys.path: scanning every installed distribution costs milliseconds, and a
+    # catalogue load asks once per fault.
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.name for ep in entry_points(group=FAULT_ENTRY_POINTS))
+
+
+def _known_fault(name: str) -> str:
+    known = set(BUILTIN_FAULTS) | plugin_fault_names()
+    if name not in known:
+        raise ValueError(f"unknown fault {name!r}{_suggest(name, known)}; a fault from another package must be "
+                         f"installed and registered under the {FAULT_ENTRY_POINTS!r} entry-point group")
+    return name
+
+
+FaultName = Annotated[str, AfterValidator(_known_fault), WithJsonSchema({
+    "type": "string", "pattern": r"^[a-z0-9]+(-[a-z0-9]+)*$",
+    "description": "a built-in fault, or one an installed package registers under the "
+                   "'mlops_drill.faults' entry-point group",
+    "examples": list(BUILTIN_FAULTS)})]
 
 
 class _Strict(BaseModel):
