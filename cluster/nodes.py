@@ -1,4 +1,4 @@
-"""The drill's node pools: two CPU nodes and two tainted H100 nodes.
+"""The drill's node pools: two CPU nodes and two tainted GPU nodes (H100 by default).
 
 The nodes look like a managed cloud node pool (instance types, zones, a real
 kubelet version) so that `kubectl describe node` reads like production. GPU
@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlops_drill.cluster import versions
+from mlops_drill.cluster.gpu.products import H100, product
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
-GPU_PRODUCT_LABEL = "NVIDIA-H100-80GB-HBM3"
+GPU_PRODUCT_LABEL = H100.label
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,25 @@ class NodeSpec:
     memory: str
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[dict[str, str], ...] = ()
+    # The GPU product of a GPU pool; its ``nvidia.com/gpu.product`` label follows it.
+    gpu_product: str | None = None
 
 
 NODE_POOLS: tuple[NodeSpec, ...] = (
     NodeSpec("cpu-node-0", "cpu", "n2-standard-16", "us-central1-a", "16", "64Gi"),
     NodeSpec("cpu-node-1", "cpu", "n2-standard-16", "us-central1-b", "16", "64Gi"),
     NodeSpec("gpu-node-0", "gpu", "a3-highgpu-4g", "us-central1-a", "104", "936Gi",
-             labels={"nvidia.com/gpu.product": GPU_PRODUCT_LABEL}, taints=(GPU_TAINT,)),
+             taints=(GPU_TAINT,), gpu_product=H100.name),
     NodeSpec("gpu-node-1", "gpu", "a3-highgpu-4g", "us-central1-b", "104", "936Gi",
-             labels={"nvidia.com/gpu.product": GPU_PRODUCT_LABEL}, taints=(GPU_TAINT,)),
+             taints=(GPU_TAINT,), gpu_product=H100.name),
 )
 GPU_NODES = tuple(n.name for n in NODE_POOLS if n.pool == "gpu")
+
+
+def gpu_product_of(node_name: str) -> str:
+    """The GPU product of a node pool's node (H100 for a node not in the pools)."""
+    spec = next((n for n in NODE_POOLS if n.name == node_name), None)
+    return spec.gpu_product if spec and spec.gpu_product else H100.name
 
 
 def node_manifest(spec: NodeSpec) -> dict:
@@ -48,6 +57,7 @@ def node_manifest(spec: NodeSpec) -> dict:
         "topology.kubernetes.io/region": spec.zone.rsplit("-", 1)[0],
         "topology.kubernetes.io/zone": spec.zone,
         "pool": spec.pool,
+        **({"nvidia.com/gpu.product": product(spec.gpu_product).label} if spec.gpu_product else {}),
         **spec.labels,
     }
     resources = {"cpu": spec.cpu, "memory": spec.memory, "pods": "110", "ephemeral-storage": "200Gi"}

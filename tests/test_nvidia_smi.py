@@ -152,11 +152,13 @@ def test_query_sections_and_selection() -> None:
     blocks = [x.strip() for x in out.split("\n") if x.startswith("    ") and not x.startswith("     ")]
     assert code == 0
     assert blocks == ["FB Memory Usage", "BAR1 Memory Usage", "Conf Compute Protected Memory Usage",
-                      "Utilization"]
+                      "Utilization", "GPU Utilization Samples", "Memory Utilization Samples",
+                      "ENC Utilization Samples", "DEC Utilization Samples", "JPG Utilization Samples",
+                      "OFA Utilization Samples"]
     assert "Attached GPUs                                          : 4" in out
     assert out.count("\nGPU 00000000:2A:00.0\n") == 1
-    assert smi(node, "-q", "-d", "NOPE") == (
-        "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\n", "", 2)
+    assert smi(node, "-q", "-d", "NOPE") == ("Failed to parse --display/-d flags\n", "", 2)
+    assert smi(node, "-q", "-d", "MEMORY,RESET_STATUS") == ("Failed to parse --display/-d flags\n", "", 2)
 
 
 def test_query_lists_processes_with_their_memory() -> None:
@@ -237,3 +239,34 @@ def test_cli_without_state_says_so_on_one_stderr_line(tmp_path: Path) -> None:
     state.write_text("{not json")
     broken = _cli({"MLOPS_DRILL_GPU_STATE": str(state)})
     assert broken.returncode == 9 and f"{state}:1" in broken.stderr
+
+
+@pytest.mark.parametrize("product_name, memory, cap, bus0, label", [
+    ("NVIDIA H100 80GB HBM3", 81559, 700, "00000000:18:00.0", "NVIDIA-H100-80GB-HBM3"),
+    ("NVIDIA H200", 143771, 700, "00000000:1B:00.0", "NVIDIA-H200"),
+    ("NVIDIA A100-SXM4-80GB", 81920, 400, "00000000:07:00.0", "NVIDIA-A100-SXM4-80GB"),
+])
+def test_product_sets_name_memory_power_cap_and_pci_layout(product_name: str, memory: int, cap: int,
+                                                           bus0: str, label: str) -> None:
+    from mlops_drill.cluster.gpu.products import product
+
+    node = new_node("gpu-node-0", count=2, product_name=product_name)
+    listed, _, _ = smi(node, "-L")
+    assert listed.splitlines()[0] == f"GPU 0: {product_name} (UUID: {node.devices[0].uuid})"
+    csv, _, code = smi(node, "--query-gpu=name,memory.total,power.limit,pci.bus_id", "--format=csv,noheader")
+    assert code == 0
+    assert csv.splitlines()[0] == f"{product_name}, {memory} MiB, {cap:.2f} W, {bus0}"
+    table, _, _ = smi(node)
+    assert f"W / {cap:>4}W |       0MiB / {memory:>6}MiB |" in table
+    assert product(product_name).label == label
+
+
+def test_state_file_product_follows_through_json_and_rejects_unknown(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from mlops_drill.cluster.gpu.model import GpuNode
+
+    node = GpuNode.model_validate({"node_name": "n", "product": "NVIDIA H200"})
+    assert node.memory_total_mib == 143771  # memory follows the product when not given
+    with pytest.raises(ValidationError, match="unknown GPU product 'NVIDIA B300'; known: NVIDIA H100"):
+        GpuNode.model_validate({"node_name": "n", "product": "NVIDIA B300"})

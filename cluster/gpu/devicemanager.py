@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_drill.cluster.gpu.model import GpuNode, new_node
+from mlops_drill.cluster.nodes import gpu_product_of
 
 log = logging.getLogger("mlops_drill.gpu")
 
@@ -93,7 +94,8 @@ class DeviceManager:
             if exc.status != 409:
                 raise
         body = {"metadata": {"name": INVENTORY, "namespace": SYSTEM_NAMESPACE},
-                "data": {n: new_node(n).model_dump_json() for n in self.gpu_nodes}}
+                "data": {n: new_node(n, product_name=gpu_product_of(n)).model_dump_json()
+                         for n in self.gpu_nodes}}
         try:
             self.core.create_namespaced_config_map(SYSTEM_NAMESPACE, body)
         except ApiException as exc:

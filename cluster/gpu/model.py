@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from mlops_drill.cluster.gpu.products import H100, PRODUCTS, Product, UnknownProduct, product
 
 PluginState = Literal["ok", "crashed"]
 DriverState = Literal["ok", "library-mismatch", "missing"]
 
-H100_PRODUCT = "NVIDIA H100 80GB HBM3"
-H100_MEMORY_MIB = 81559
+H100_PRODUCT = H100.name
+H100_MEMORY_MIB = H100.memory_total_mib
 DEFAULT_DRIVER = "580.159.04"
 DEFAULT_CUDA = "13.0"
 
@@ -68,6 +70,30 @@ class GpuNode(BaseModel):
     devices: list[GpuDevice] = Field(default_factory=list)
     xid_events: list[XidEvent] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _memory_follows_product(cls, data: object) -> object:
+        """A node given only a product gets that product's memory (older state files say both)."""
+        if isinstance(data, dict) and "memory_total_mib" not in data and "product" in data:
+            try:
+                return {**data, "memory_total_mib": product(str(data["product"])).memory_total_mib}
+            except UnknownProduct:
+                return data  # the field validator says why
+        return data
+
+    @field_validator("product")
+    @classmethod
+    def _known_product(cls, name: str) -> str:
+        try:
+            return product(name).name
+        except UnknownProduct as err:
+            raise ValueError(str(err)) from None
+
+    @property
+    def spec(self) -> Product:
+        """The product's fixed figures (clocks, board numbers, PCI layout)."""
+        return PRODUCTS[self.product]
+
     @property
     def capacity(self) -> int:
         """What the kubelet reports as capacity: every device the plugin ever advertised."""
@@ -87,15 +113,17 @@ def _uuid(node_name: str, index: int) -> str:
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-def new_node(node_name: str, count: int = 4) -> GpuNode:
-    """A healthy H100 node with ``count`` devices on the PCI buses an HGX board uses."""
-    buses = ["00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "00000000:5D:00.0",
-             "00000000:9A:00.0", "00000000:AB:00.0", "00000000:BA:00.0", "00000000:DB:00.0"]
+def new_node(node_name: str, count: int = 4, product_name: str = H100.name) -> GpuNode:
+    """A healthy, idle node with ``count`` devices of one product on its board's PCI buses."""
+    spec = product(product_name)
+    buses = spec.pci_buses
     devices = [
-        GpuDevice(index=i, uuid=_uuid(node_name, i), pci_bus_id=buses[i % len(buses)])
+        GpuDevice(index=i, uuid=_uuid(node_name, i), pci_bus_id=buses[i % len(buses)],
+                  power_draw_w=spec.idle_power_w, power_limit_w=spec.power_limit_w)
         for i in range(count)
     ]
-    return GpuNode(node_name=node_name, devices=devices)
+    return GpuNode(node_name=node_name, product=spec.name, memory_total_mib=spec.memory_total_mib,
+                   devices=devices)
 
 
 def visible_devices(node: GpuNode, spec: str | None) -> GpuNode:

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.resources import files
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -42,42 +43,18 @@ INVALID = "Invalid combination of input arguments. Please run 'nvidia-smi -h' fo
 NO_DEVICES = "No devices were found\n"
 DRIVER_MISSING = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
                   "Make sure that the latest NVIDIA driver is installed and running.\n")
-HELP = """NVIDIA System Management Interface -- v{version}
+HELP_TEMPLATES = {"help": "help.txt", "help-query-gpu": "help_query_gpu.txt",
+                  "help-query-apps": "help_query_compute_apps.txt"}
+# The version the help texts were captured with; -h prints the node's driver in its place.
+HELP_VERSION = "580.159.04"
 
-NVSMI provides monitoring information for Tesla and select Quadro devices.
-The data is presented in either a plain text or an XML format, via stdout or a file.
-NVSMI also provides several management operations for changing the device state.
 
-Note that the functionality of NVSMI is exposed through the NVML C-based
-library. See the NVIDIA developer website for more information about NVML.
-Python wrappers to NVML are also available.  The output of NVSMI is
-not guaranteed to be backwards compatible; NVML and the bindings are backwards
-compatible.
+def help_text(mode: str, driver_version: str) -> str:
+    """``-h`` and the ``--help-query-*`` lists, as the 580 driver prints them (H200 capture)."""
+    text = files("mlops_drill.cluster.gpu.templates").joinpath(HELP_TEMPLATES[mode]).read_text(
+        encoding="utf-8")
+    return text.replace(f"-- v{HELP_VERSION}", f"-- v{driver_version}", 1) if mode == "help" else text
 
-    nvidia-smi [OPTION1 [ARG1]] [OPTION2 [ARG2]] ...
-
-    -h,   --help                Print usage information and exit.
-    --version                   Print version information and exit.
-    -L,   --list-gpus           Display a list of GPUs connected to the system.
-    -q,   --query               Display GPU or Unit info.
-    -i,   --id=                 Target a specific GPU.
-    -x,   --xml-format          Produce XML output.
-    -d,   --display=            Display only selected information: MEMORY,
-                                    UTILIZATION, ECC, TEMPERATURE, POWER, CLOCK,
-                                    COMPUTE, PIDS, PERFORMANCE, SUPPORTED_CLOCKS,
-                                    PAGE_RETIREMENT, ACCOUNTING, ENCODER_STATS,
-                                    FBC_STATS, ROW_REMAPPER
-    -l,   --loop=               Probe until Ctrl+C at specified second interval.
-    --query-gpu=                Information about GPU.
-    --query-compute-apps=       List of active compute processes.
-    --format=                   Comma separated list of format options: csv, noheader, nounits
-
-    dmon                        Displays device stats in scrolling format.
-    pmon                        Displays process stats in scrolling format.
-    topo                        Displays device/system topology.
-    nvlink                      Displays device nvlink information.
-    mig                         Provides controls for MIG management.
-"""
 
 SUBCOMMANDS = ("dmon", "pmon", "topo", "mig", "nvlink")
 
@@ -88,7 +65,9 @@ class UsageError(Exception):
 
 @dataclass
 class Args:
-    mode: str = "table"  # table | help | version | list | query | query-gpu | query-apps | sub
+    # table | help | help-query-gpu | help-query-apps | version | list | query | query-gpu
+    # | query-apps | sub
+    mode: str = "table"
     sub: str = ""
     sub_flags: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
@@ -151,6 +130,10 @@ def parse(argv: list[str]) -> Args:
         name = arg.split("=", 1)[0]
         if name in ("-h", "--help"):
             a.mode, i = "help", i + 1
+        elif name == "--help-query-gpu" and a.mode != "sub":
+            a.mode, i = "help-query-gpu", i + 1
+        elif name == "--help-query-compute-apps" and a.mode != "sub":
+            a.mode, i = "help-query-apps", i + 1
         elif name == "--version" and a.mode != "sub":
             a.mode, i = "version", i + 1
         elif name in ("-L", "--list-gpus") and a.mode != "sub":
@@ -246,8 +229,10 @@ def run(node: GpuNode, argv: list[str], now: datetime | None = None) -> Result:
         a = parse(argv)
     except UsageError:
         return INVALID, "", EXIT_INVALID
-    if a.mode == "help":
-        return HELP.format(version=node.driver_version), "", 0
+    if smi_query.unknown_sections(a.sections):  # refused while parsing, before NVML is asked
+        return smi_query.BAD_SECTION, "", EXIT_INVALID
+    if a.mode in HELP_TEMPLATES:
+        return help_text(a.mode, node.driver_version), "", 0
     failure = driver_failure(node)
     if failure:
         return failure
@@ -261,8 +246,6 @@ def run(node: GpuNode, argv: list[str], now: datetime | None = None) -> Result:
     if a.mode == "list":
         return smi_tools.list_gpus(devices), "", _lost_exit(devices)
     if a.mode == "query":
-        if smi_query.unknown_sections(a.sections):
-            return INVALID, "", EXIT_INVALID
         out = (smi_query.render_xml(node, devices, now) if a.xml
                else smi_query.render_text(node, devices, now, a.sections))
         return out, "", _lost_exit(devices)

@@ -12,18 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mlops_drill.cluster.gpu.model import GpuNode, GpuProcess
-from mlops_drill.cluster.gpu.smi_readings import (
-    MAX_SM_CLOCK_MHZ,
-    MAX_VIDEO_CLOCK_MHZ,
-    MEM_CLOCK_MHZ,
-    TLIMIT_C,
-    Readings,
-)
+from mlops_drill.cluster.gpu.smi_readings import Readings
 
 NA = "[N/A]"
-H100_DEVICE_ID = "0x233010DE"
-H100_SUBSYSTEM_ID = "0x16C110DE"
-H100_VBIOS = "96.00.DA.00.0C"
 
 
 @dataclass(frozen=True)
@@ -52,16 +43,16 @@ GPU_FIELDS: dict[str, Field] = {
     "pci.domain": Field("pci.domain", "", lambda r, n, t: "0x" + r.pci_parts[0]),
     "pci.bus": Field("pci.bus", "", lambda r, n, t: "0x" + r.pci_parts[1]),
     "pci.device": Field("pci.device", "", lambda r, n, t: "0x" + r.pci_parts[2]),
-    "pci.device_id": Field("pci.device_id", "", lambda r, n, t: H100_DEVICE_ID),
-    "pci.sub_device_id": Field("pci.sub_device_id", "", lambda r, n, t: H100_SUBSYSTEM_ID),
+    "pci.device_id": Field("pci.device_id", "", lambda r, n, t: r.product.device_id),
+    "pci.sub_device_id": Field("pci.sub_device_id", "", lambda r, n, t: r.product.subsystem_id),
     "index": Field("index", "", lambda r, n, t: r.index),
     "persistence_mode": Field("persistence_mode", "", lambda r, n, t: "Enabled"),
     "accounting.mode": Field("accounting.mode", "", lambda r, n, t: "Disabled"),
     "display_active": Field("display_active", "", lambda r, n, t: "Disabled"),
     "driver_model.current": Field("driver_model.current", "", lambda r, n, t: NA),
-    "vbios_version": Field("vbios_version", "", lambda r, n, t: H100_VBIOS),
+    "vbios_version": Field("vbios_version", "", lambda r, n, t: r.product.vbios),
     "compute_mode": Field("compute_mode", "", lambda r, n, t: "Default"),
-    "compute_cap": Field("compute_cap", "", lambda r, n, t: "9.0"),
+    "compute_cap": Field("compute_cap", "", lambda r, n, t: r.product.compute_cap),
     "pstate": Field("pstate", "", lambda r, n, t: r.pstate),
     "fan.speed": Field("fan.speed", "%", lambda r, n, t: NA),
     "pcie.link.gen.current": Field("pcie.link.gen.current", "", lambda r, n, t: 5),
@@ -76,24 +67,25 @@ GPU_FIELDS: dict[str, Field] = {
     "utilization.memory": Field("utilization.memory", "%", lambda r, n, t: r.util_mem),
     "temperature.gpu": Field("temperature.gpu", "", lambda r, n, t: r.temp_gpu),
     "temperature.gpu.tlimit": Field("temperature.gpu.tlimit", "",
-                                    lambda r, n, t: TLIMIT_C - r.temp_gpu),
+                                    lambda r, n, t: r.temp_tlimit),
     "temperature.memory": Field("temperature.memory", "", lambda r, n, t: r.temp_mem),
     "power.draw": Field("power.draw", "W", lambda r, n, t: _w(r.power_draw)),
     "power.draw.average": Field("power.draw.average", "W", lambda r, n, t: _w(r.power_draw)),
     "power.draw.instant": Field("power.draw.instant", "W", lambda r, n, t: _w(r.power_draw)),
     "power.limit": Field("power.limit", "W", lambda r, n, t: _w(r.power_limit)),
     "enforced.power.limit": Field("enforced.power.limit", "W", lambda r, n, t: _w(r.power_limit)),
-    "power.default_limit": Field("power.default_limit", "W", lambda r, n, t: _w(700)),
-    "power.min_limit": Field("power.min_limit", "W", lambda r, n, t: _w(200)),
-    "power.max_limit": Field("power.max_limit", "W", lambda r, n, t: _w(700)),
+    "power.default_limit": Field("power.default_limit", "W", lambda r, n, t: _w(r.product.power_limit_w)),
+    "power.min_limit": Field("power.min_limit", "W", lambda r, n, t: _w(r.product.min_power_limit_w)),
+    "power.max_limit": Field("power.max_limit", "W", lambda r, n, t: _w(r.product.power_limit_w)),
     "clocks.current.graphics": Field("clocks.current.graphics", "MHz", lambda r, n, t: r.clock_sm),
     "clocks.current.sm": Field("clocks.current.sm", "MHz", lambda r, n, t: r.clock_sm),
-    "clocks.current.memory": Field("clocks.current.memory", "MHz", lambda r, n, t: MEM_CLOCK_MHZ),
+    "clocks.current.memory": Field("clocks.current.memory", "MHz", lambda r, n, t: r.clock_mem),
     "clocks.current.video": Field("clocks.current.video", "MHz",
-                                  lambda r, n, t: MAX_VIDEO_CLOCK_MHZ),
-    "clocks.max.graphics": Field("clocks.max.graphics", "MHz", lambda r, n, t: MAX_SM_CLOCK_MHZ),
-    "clocks.max.sm": Field("clocks.max.sm", "MHz", lambda r, n, t: MAX_SM_CLOCK_MHZ),
-    "clocks.max.memory": Field("clocks.max.memory", "MHz", lambda r, n, t: MEM_CLOCK_MHZ),
+                                  lambda r, n, t: r.clock_video),
+    "clocks.max.graphics": Field("clocks.max.graphics", "MHz", lambda r, n, t: r.product.max_sm_clock_mhz),
+    "clocks.max.sm": Field("clocks.max.sm", "MHz", lambda r, n, t: r.product.max_sm_clock_mhz),
+    "clocks.max.memory": Field("clocks.max.memory", "MHz",
+                               lambda r, n, t: r.product.mem_clock_mhz),
     "clocks_event_reasons.active": Field(
         "clocks_event_reasons.active", "",
         lambda r, n, t: "0x0000000000000000" if r.busy else "0x0000000000000001"),

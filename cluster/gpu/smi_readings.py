@@ -1,9 +1,10 @@
-"""What one H100 "reads" right now, derived from the GPU model for every nvidia-smi mode.
+"""What one GPU "reads" right now, derived from the GPU model for every nvidia-smi mode.
 
 The model keeps only what a fault can change (health, utilisation, memory, processes);
 everything else a real board reports (serial, clocks, reserved memory, ECC counters)
 is derived here once, so the table, ``-q``, CSV and ``dmon`` can never disagree.
-Constants come from the H100 80GB HBM3 captures in ``../shared/reference/nvidia-smi-h100``.
+Fixed figures (clocks, reserved memory, board numbers) follow the node's product
+(``products.py``); the module constants below are the H100's, kept for old importers.
 """
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mlops_drill.cluster.gpu.model import GpuDevice, GpuNode, GpuProcess
+from mlops_drill.cluster.gpu.products import H100, Product
 
 # Driver-reserved framebuffer on an H100 80GB: Free = Total - Reserved - Used.
-RESERVED_MIB = 480
-BAR1_TOTAL_MIB = 131072
-MAX_SM_CLOCK_MHZ = 1980
-MEM_CLOCK_MHZ = 2619
-MAX_VIDEO_CLOCK_MHZ = 1545
-IDLE_SM_CLOCK_MHZ = 345
-# The board's slowdown threshold; nvidia-smi prints the headroom to it as "T.Limit".
-TLIMIT_C = 87
+RESERVED_MIB = H100.reserved_mib
+BAR1_TOTAL_MIB = H100.bar1_total_mib
+MAX_SM_CLOCK_MHZ = H100.max_sm_clock_mhz
+MEM_CLOCK_MHZ = H100.mem_clock_mhz
+MAX_VIDEO_CLOCK_MHZ = H100.max_video_clock_mhz
+IDLE_SM_CLOCK_MHZ = H100.idle_sm_clock_mhz
+TLIMIT_C = H100.tlimit_c
 XID_FELL_OFF_BUS = 79
 XID_DBE_ECC = 48
 
@@ -48,6 +49,7 @@ class Readings:
     power_limit: float
     processes: tuple[GpuProcess, ...]
     mig_mode: str
+    product: Product = H100
 
     @property
     def short_bus_id(self) -> str:
@@ -56,11 +58,12 @@ class Readings:
 
     @property
     def mem_reserved(self) -> int:
-        return RESERVED_MIB
+        return self.product.reserved_mib
 
     @property
     def mem_free(self) -> int:
-        return max(self.mem_total - RESERVED_MIB - self.mem_used, 0)
+        return max(self.mem_total - self.mem_reserved - self.mem_used
+                   + self.product.free_rounding_mib, 0)
 
     @property
     def temp_mem(self) -> int:
@@ -73,7 +76,20 @@ class Readings:
     @property
     def clock_sm(self) -> int:
         """Boost clock under load, the idle floor otherwise (what dmon's pclk shows)."""
-        return MAX_SM_CLOCK_MHZ if self.busy else IDLE_SM_CLOCK_MHZ
+        return self.product.max_sm_clock_mhz if self.busy else self.product.idle_sm_clock_mhz
+
+    @property
+    def clock_mem(self) -> int:
+        return self.product.mem_clock_mhz
+
+    @property
+    def clock_video(self) -> int:
+        return self.product.max_video_clock_mhz if self.busy else self.product.idle_video_clock_mhz
+
+    @property
+    def temp_tlimit(self) -> int:
+        """Headroom to the slowdown threshold, as nvidia-smi's "T.Limit" prints it."""
+        return self.product.tlimit_c - self.temp_gpu
 
     @property
     def pstate(self) -> str:
@@ -106,11 +122,11 @@ def device_readings(node: GpuNode, device: GpuDevice) -> Readings:
         bus_id=device.pci_bus_id,
         lost=XID_FELL_OFF_BUS in xids,
         dbe_errors=xids.count(XID_DBE_ECC),
-        serial="17530" + str(int(digest[:10], 16))[-8:].rjust(8, "0"),
+        serial=node.spec.serial_prefix + str(int(digest[:10], 16))[-8:].rjust(8, "0"),
         pdi="0x" + digest[10:26],
         module_id=device.index + 1,
         mem_total=node.memory_total_mib,
-        mem_used=min(used, node.memory_total_mib - RESERVED_MIB),
+        mem_used=min(used, node.memory_total_mib - node.spec.reserved_mib),
         util_gpu=device.utilization_pct,
         util_mem=device.utilization_pct // 3,
         temp_gpu=device.temperature_c,
@@ -118,6 +134,7 @@ def device_readings(node: GpuNode, device: GpuDevice) -> Readings:
         power_limit=device.power_limit_w,
         processes=tuple(device.processes),
         mig_mode=node.mig_mode,
+        product=node.spec,
     )
 
 

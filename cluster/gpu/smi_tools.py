@@ -9,7 +9,7 @@ from functools import cache
 from importlib.resources import files
 
 from mlops_drill.cluster.gpu.model import GpuNode
-from mlops_drill.cluster.gpu.smi_readings import MEM_CLOCK_MHZ, Readings, nvml_version
+from mlops_drill.cluster.gpu.smi_readings import Readings, nvml_version
 
 DMON_HEAD = [
     "# gpu    pwr  gtemp  mtemp     sm    mem    enc    dec    jpg    ofa   mclk   pclk ",
@@ -19,9 +19,6 @@ PMON_HEAD = [
     "# gpu         pid   type     sm    mem    enc    dec    jpg    ofa    command ",
     "# Idx           #    C/G      %      %      %      %      %      %    name ",
 ]
-# H100 SXM5: 18 NVLink 4 links per GPU, all GPUs of an HGX board fully connected.
-NVLINKS_PER_GPU = 18
-NVLINK_GBPS = "26.562"
 CPU_AFFINITY = "0-15"
 
 
@@ -50,7 +47,7 @@ def dmon(devices: list[Readings], samples: int) -> str:
     for _ in range(samples):
         for r in devices:
             cols = [round(r.power_draw), r.temp_gpu, r.temp_mem, r.util_gpu, r.util_mem,
-                    0, 0, 0, 0, MEM_CLOCK_MHZ, r.clock_sm]
+                    0, 0, 0, 0, r.clock_mem, r.clock_sm]
             lines.append(f"{r.index:>5}" + "".join(f" {c:>6}" for c in cols) + " ")
     return "\n".join(lines) + "\n"
 
@@ -73,7 +70,7 @@ def topo(devices: list[Readings]) -> str:
     head = "\t\x1b[4m" + "\t".join([*names, "CPU Affinity", "NUMA Affinity", "GPU NUMA ID"]) + "\x1b[0m"
     rows = []
     for r in devices:
-        links = [" X " if o.index == r.index else f"NV{NVLINKS_PER_GPU}" for o in devices]
+        links = [" X " if o.index == r.index else f"NV{o.product.nvlinks}" for o in devices]
         rows.append("\t".join([f"GPU{r.index}", *links, CPU_AFFINITY, "0", "", "N/A"]))
     return "\n".join([head, *rows, ""]) + "\n" + _legend()
 
@@ -92,5 +89,5 @@ def nvlink_status(node: GpuNode, devices: list[Readings]) -> str:
     lines = []
     for r in devices:
         lines.append(f"GPU {r.index}: {r.name} (UUID: {r.uuid})")
-        lines += [f"\t Link {i}: {NVLINK_GBPS} GB/s" for i in range(NVLINKS_PER_GPU)]
+        lines += [f"\t Link {i}: {r.product.nvlink_gbps} GB/s" for i in range(r.product.nvlinks)]
     return "\n".join(lines) + "\n"

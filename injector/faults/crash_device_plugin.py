@@ -76,7 +76,8 @@ class CrashDevicePlugin(Fault):
     def revert(self, ctx: DrillContext) -> None:
         """The node back from repair: healthy GPUs, a fresh plugin, the pool's scheduling."""
         p = self.params
-        ctx.put_gpu_node(new_node(p.node, count=len(ctx.gpu_node(p.node).devices)))
+        old = ctx.gpu_node(p.node)
+        ctx.put_gpu_node(new_node(p.node, count=len(old.devices), product_name=old.product))
         self._replaced_plugins = pods.restart_device_plugin(ctx, p.node)
         selector = pods.workload_selector(ctx, p.namespace, p.workload)
         pods.delete_pods_on(ctx, p.namespace, selector, p.node, unready_only=True)  # crash-looping replicas
