@@ -2,7 +2,10 @@
 
 One attempt per run, like a typical batch job: when the feature store or its
 upstream is broken the job prints the real error and exits non-zero, so the
-CronJob's Jobs show failures and the online store's age keeps growing.
+CronJob's Jobs show failures and the online store's age keeps growing. Only a
+store that gives no answer at all (still starting, e.g. the run the CronJob
+fires while the platform comes up) is retried with back-off, for up to
+``UPSTREAM_WAIT_S`` seconds (default 20), as an HTTP client's connect retries do.
 
 The job's env is its pipeline config, as in most teams: ``SOURCE_TABLE`` (the
 offline table to read; default: the store's own), ``COLUMN_MAP``
@@ -47,6 +50,32 @@ def request_body() -> dict:
     return body
 
 
+def materialize_url() -> str:
+    return service_url("feature-store", os.environ.get("FEATURE_STORE_NAMESPACE", "features")) + "/materialize"
+
+
+def post_when_reachable(body: dict, timeout: float, wait_s: float) -> dict:
+    """POST ``body`` to the store; while nothing answers at all, retry with back-off until ``wait_s`` has passed.
+
+    The address is looked up again on every try: a Service that is only being
+    created has no entry in the process kubelet's table yet. An HTTP error answer
+    is the store's verdict and is raised at once; so is the last connection
+    failure once the wait is used up.
+    """
+    deadline = time.monotonic() + wait_s
+    backoff = 0.5
+    while True:
+        try:
+            return appkit.http_json("POST", materialize_url(), body, timeout=timeout)
+        except appkit.UpstreamError as err:
+            if err.status is not None or time.monotonic() + backoff > deadline:
+                raise
+            appkit.log("warning", "feature store not reachable yet; retrying", url=err.url, error=err.reason,
+                       retry_in_s=backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
 def main() -> int:
     appkit.set_app_name("feature-refresh")
     try:
@@ -55,13 +84,13 @@ def main() -> int:
         appkit.log("error", "invalid configuration", error=str(err))
         print(f"Error: {err}", file=sys.stderr, flush=True)
         return 1
-    url = service_url("feature-store", os.environ.get("FEATURE_STORE_NAMESPACE", "features")) + "/materialize"
+    url = materialize_url()
     timeout = appkit.env_float("MATERIALIZE_TIMEOUT_S", 30.0)
     appkit.log("info", "materialization started", url=url, feature_views=body["feature_views"] or "all",
                **{k: v for k, v in body.items() if k != "feature_views"})
     started = time.perf_counter()
     try:
-        result = appkit.http_json("POST", url, body, timeout=timeout)
+        result = post_when_reachable(body, timeout, appkit.env_float("UPSTREAM_WAIT_S", 20.0))
     except appkit.UpstreamError as err:
         appkit.log("error", "materialization failed", url=err.url, error=err.reason)
         print(f"Error: materialize failed: {err.reason} ({err.url})", file=sys.stderr, flush=True)

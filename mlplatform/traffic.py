@@ -6,7 +6,9 @@ transactions are drawn from the data period named by ``REPLAY_PERIOD`` (plus
 ``TRAFFIC_OVERRIDES``, JSON of transaction-profile parameters): changing it
 really shifts the inputs the model sees. Most requests are the normal shape
 (entity id + transaction fields, account features from the feature store); a
-share (``RAW_FRACTION``) carries every feature inline.
+share (``RAW_FRACTION``) carries every feature inline. It starts once fraud-model
+answers, retrying with back-off meanwhile: a client never exits over an upstream
+that is still starting.
 """
 from __future__ import annotations
 
@@ -50,6 +52,44 @@ def make_request(rng: np.random.Generator, profile: data.TransactionProfile, raw
     return body
 
 
+def model_url() -> str:
+    return service_url("fraud-model", os.environ.get("TARGET_NAMESPACE", "serving"))
+
+
+def wait_for_model(stop: threading.Event, max_backoff: float = 2.0, log_every: float = 30.0) -> bool:
+    """Hold the replay until fraud-model answers at all, as a client retries its first connection.
+
+    Why: on a fresh baseline both Deployments start together and the model's
+    Service has no ready endpoint for a few seconds; a replay that fired into it
+    would start its life with error counters a candidate would chase. Any HTTP
+    answer (a 503 too) ends the wait: from then on the replay records whatever
+    the model does, failures included. False when stopped while waiting.
+    """
+    started = time.monotonic()
+    backoff, next_log, reason = 0.25, 0.0, ""
+    while not stop.is_set():
+        url = model_url() + "/readyz"  # looked up each time: the Service's entry may only now appear
+        try:
+            appkit.http_json("GET", url, timeout=2.0)
+            answered = True
+        except appkit.UpstreamError as err:
+            answered = err.status is not None
+            reason = err.reason
+        waited = time.monotonic() - started
+        if answered:
+            if waited > 0.5:
+                appkit.log("info", "fraud-model answers; starting the replay", waited_s=round(waited, 1))
+            return True
+        if waited >= next_log:
+            appkit.log("warning", "fraud-model not reachable yet; the replay starts once it answers",
+                       url=url, error=reason, waited_s=round(waited, 1), retry_in_s=backoff)
+            next_log = waited + log_every
+        if stop.wait(backoff):
+            break
+        backoff = min(backoff * 2, max_backoff)
+    return False
+
+
 class Replay:
     def __init__(self, rate: float, raw_fraction: float, seed: int):
         self.rate, self.raw_fraction = rate, raw_fraction
@@ -61,7 +101,7 @@ class Replay:
         self.window: list[tuple[int, float]] = []
 
     def send(self, body: dict[str, Any]) -> None:
-        url = service_url("fraud-model", os.environ.get("TARGET_NAMESPACE", "serving")) + "/predict"
+        url = model_url() + "/predict"
         started = time.perf_counter()
         try:
             appkit.http_json("POST", url, body, timeout=10.0)
@@ -75,6 +115,8 @@ class Replay:
             self.window.append((code, elapsed))
 
     def run(self) -> None:
+        if not wait_for_model(self.stop):
+            return
         appkit.log("info", "replay started", rate=self.rate, period=os.environ.get("REPLAY_PERIOD",
                    data.BASELINE_PERIOD), raw_fraction=self.raw_fraction)
         start = time.monotonic()

@@ -364,10 +364,52 @@ def test_feature_refresh_materializes_or_fails_loudly(store: App, workdir: Path)
     assert after > before
 
     env["FEATURE_STORE_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env["UPSTREAM_WAIT_S"] = "1"
     broken = subprocess.run([sys.executable, "-m", "mlops_drill.mlplatform.feature_refresh"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert broken.returncode != 0
     assert "Connection refused" in broken.stderr
+    assert "feature store not reachable yet; retrying" in broken.stdout  # it did wait before giving up
+
+
+def test_feature_refresh_waits_for_a_store_that_is_still_starting(store: App, workdir: Path) -> None:
+    """The run the CronJob fires while the platform comes up must not fail: no answer yet is not an error."""
+    table = workdir / "services-refresh.json"
+    table.write_text(json.dumps({"features/feature-store": f"127.0.0.1:{free_port()}"}))  # no endpoint yet
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
+    job = subprocess.Popen([sys.executable, "-m", "mlops_drill.mlplatform.feature_refresh"],
+                           env={**env, "MLOPS_DRILL_SERVICES": str(table)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert job.poll() is None, job.communicate()
+    table.write_text(json.dumps({"features/feature-store": store.url.removeprefix("http://")}))  # endpoint ready
+    out, err = job.communicate(timeout=60)
+    assert job.returncode == 0, err
+    assert "feature store not reachable yet; retrying" in out and "materialization finished" in out
+
+
+def test_traffic_replay_waits_for_the_model_instead_of_crashing(start, serving: App, workdir: Path) -> None:
+    """Started before fraud-model has a ready endpoint (a fresh baseline), the replay waits and never exits."""
+    def served() -> float:
+        return metrics(serving.url).get(("inference_requests_total", (("code", "200"), ("endpoint", "/predict"))), 0.0)
+
+    table = workdir / "services-replay.json"
+    table.write_text(json.dumps({"serving/fraud-model": f"127.0.0.1:{free_port()}"}))  # no endpoint yet
+    replay = start("traffic", wait="/readyz", MLOPS_DRILL_SERVICES=str(table), RATE="20")
+    time.sleep(2.0)
+    assert replay.proc.poll() is None, replay.log()
+    waiting = [r for r in replay.log_records() if r["msg"].startswith("fraud-model not reachable yet")]
+    assert waiting and "replay started" not in replay.log(), replay.log()
+    assert not any(name == "traffic_requests_total" for name, _ in metrics(replay.url)), "sent while waiting"
+
+    before = served()
+    table.write_text(json.dumps({"serving/fraud-model": serving.url.removeprefix("http://")}))  # endpoint ready
+    deadline = time.monotonic() + 20
+    while served() < before + 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    replay.stop()
+    assert served() >= before + 10, replay.log()
+    assert "replay started" in replay.log()
 
 
 def test_traffic_replay_drives_the_model(start, serving: App) -> None:

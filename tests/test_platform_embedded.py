@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from contextlib import contextmanager
 
 import httpx
@@ -52,6 +53,90 @@ def pod_pids(cluster, namespace: str, selector: str) -> dict[str, int | None]:
     pods = cluster.json("get", "pods", "-n", namespace, "-l", selector)["items"]
     return {p["metadata"]["name"]: process_of(cluster, namespace, p["metadata"]["name"])
             for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+PLATFORM_APPS = {"registry": "model-registry", "features": "feature-store", "serving": "fraud-model,traffic-replay"}
+
+
+def test_the_baseline_comes_up_with_no_restarts(platform, cluster, candidate):
+    """Every platform pod starting at once, as on a fresh baseline, must come up with RESTARTS 0.
+
+    Each app waits for the Services it calls (registry, fraud-model, feature store) while they have no
+    ready endpoint yet. Before, traffic-replay and fraud-model died with exit 141 (SIGPIPE, left at its
+    default by the zygote's fork) on the closed connection and showed RESTARTS 2 after every start: a red
+    herring for every candidate. The Deployments are scaled to zero and the baseline deployed again, so
+    the test sees a cold start (Services with no endpoint at all) whatever earlier tests did.
+    """
+    from mlops_drill.injector import baseline
+
+    started = time.time()
+    for namespace in PLATFORM_APPS:
+        cluster.kubectl("scale", "deployment", "--all", "-n", namespace, "--replicas=0")
+
+    def pods() -> list[dict]:
+        return [p for namespace, apps in PLATFORM_APPS.items()
+                for p in cluster.json("get", "pods", "-n", namespace, "-l", f"app in ({apps})")["items"]]
+
+    wait(lambda: not pods(), timeout=60, what="every platform pod gone")
+    baseline.deploy(platform, timeout=120)
+    time.sleep(5)  # the crashes came within 2 s of a start; give a late one time to show
+    restarts = {p["metadata"]["name"]: (s["restartCount"], s.get("lastState", {}).get("terminated"))
+                for p in pods() for s in p["status"]["containerStatuses"]}
+    assert len(restarts) == 5 and all(count == 0 for count, _ in restarts.values()), restarts
+    # What the candidate's `kubectl get pods -n serving` shows: the RESTARTS column all 0.
+    rows = [line.split() for line in candidate("get", "pods", "-n", "serving").stdout.splitlines()[1:]]
+    assert len(rows) == 3 and all(row[3] == "0" for row in rows), rows
+    # A feature-refresh run the CronJob fires during the start waits for the store instead of failing.
+    jobs = cluster.json("get", "pods", "-n", "features", "-l", "app=feature-refresh")["items"]
+    failed = [p["metadata"]["name"] for p in jobs if p["status"].get("phase") == "Failed"
+              and _epoch(p["metadata"]["creationTimestamp"]) >= started - 1]
+    assert not failed, failed
+
+
+def test_a_client_that_hangs_up_early_does_not_kill_a_platform_pod(platform, cluster):
+    """Clients close connections before reading the whole answer (the prober reads only the status line).
+
+    In a container `python` ignores SIGPIPE, so the app's next write raises BrokenPipeError and the app
+    goes on. A zygote child that kept SIGPIPE at its default died of it (exit 141): that was the
+    RESTARTS 2 of traffic-replay and fraud-model after every start, when probes and their timeouts race.
+    """
+    pods = {p["metadata"]["name"]: (namespace, p)
+            for namespace, apps in PLATFORM_APPS.items()
+            for p in cluster.json("get", "pods", "-n", namespace, "-l", f"app in ({apps})")["items"]
+            if not p["metadata"].get("deletionTimestamp")}
+    before = {}
+    for name, (namespace, pod) in pods.items():
+        found = wait(lambda: process_of_record(cluster, namespace, name), timeout=30, what=f"{name}'s process")
+        before[name] = (found, pod["status"]["containerStatuses"][0]["restartCount"])
+    refused = {}
+    for name, ((pid, env), _) in before.items():
+        for _ in range(30):  # ask for the largest answer and hang up at once, as a probe that timed out does
+            try:
+                with socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=5) as sock:
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            except OSError as exc:  # the process is gone
+                refused[name] = str(exc)
+                break
+            time.sleep(0.01)
+    assert not refused, f"stopped answering after clients hung up: {refused}"
+    time.sleep(2)
+    for name, ((pid, _), restarts) in before.items():
+        namespace, _ = pods[name]
+        now = process_of_record(cluster, namespace, name)
+        status = cluster.json("get", "pod", "-n", namespace, name)["status"]["containerStatuses"][0]
+        assert now and now[0] == pid and status["restartCount"] == restarts, (name, status)
+
+
+def process_of_record(cluster, namespace: str, pod: str) -> tuple[int, dict[str, str]] | None:
+    from mlops_drill.cluster.processpods import records
+
+    return records.find(cluster.state, namespace, pod)
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_predict_through_port_forward_and_request_in_logs(platform, cluster, candidate):
