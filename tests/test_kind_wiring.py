@@ -95,7 +95,7 @@ def test_release_images_are_the_repo_build_with_their_own_name_baked_in(tmp_path
     releases = docker.calls()
     assert len(releases) == 2
     for call, image in zip(releases, built[1:]):
-        assert call["argv"] == ["build", "-q", "-t", image, "-"]
+        assert call["argv"] == ["build", "-q", "--force-rm", "-t", image, "-"]
         lines = call["stdin"].splitlines()
         assert lines[0] == f"FROM {BASE_IMAGE}"
         baked = dict(line.removeprefix("ENV ").split("=", 1) for line in lines[1:])

@@ -200,7 +200,7 @@ class KindBackend(Backend):
 
     def prepare_images(self, images: list[str]) -> None:
         """Build the release tags on the platform image once, then ``kind load`` what the nodes lack."""
-        from mlops_drill.cluster.backends.kind_images import build_images
+        from mlops_drill.cluster.backends.kind_images import BASE_IMAGE, build_images
         from mlops_drill.cluster.kindbuild.platform import platform_stamp
 
         record = self.state / "images-loaded.json"
@@ -209,7 +209,7 @@ class KindBackend(Backend):
         if loaded.get("platform") != stamp:  # new code in the platform image: every tag is new
             loaded = {"platform": stamp, "images": []}
         missing = [i for i in images if i not in loaded["images"]]
-        if not missing:
+        if not missing and BASE_IMAGE in loaded["images"]:
             return
         built = build_images(missing, docker=self.docker)
         result = self._kind("load", "docker-image", "--name", self.name, *built)

@@ -38,7 +38,7 @@ def build_images(images: list[str], docker: str = "docker",
     for image in images:
         if image == BASE_IMAGE:
             continue
-        result = run([docker, "build", "-q", "-t", image, "-"], input=release_dockerfile(image),
+        result = run([docker, "build", "-q", "--force-rm", "-t", image, "-"], input=release_dockerfile(image),
                      capture_output=True, text=True, env=dict(os.environ, DOCKER_BUILDKIT="0"))
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]

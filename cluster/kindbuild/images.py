@@ -94,7 +94,7 @@ def build_component(spec: ComponentImage) -> None:
             os.link(gobuild.path_of(name), context / f"bin{index}") if _same_fs(gobuild.path_of(name), context) \
                 else subprocess.run(["cp", str(gobuild.path_of(name)), str(context / f"bin{index}")], check=True)
         (context / "Dockerfile").write_text(_dockerfile(spec))
-        run(["docker", "build", "-q", "-t", spec.image, str(context)], env=dict(os.environ, DOCKER_BUILDKIT="0"),
+        run(["docker", "build", "-q", "--force-rm", "-t", spec.image, str(context)], env=dict(os.environ, DOCKER_BUILDKIT="0"),
             what=f"docker build {spec.image}")
 
 
@@ -199,13 +199,15 @@ def build_node_image() -> None:
         missing = [spec.image for spec in component_images() if _docker_io_name(spec.image) not in listed.split()]
         if missing:
             raise DrillError(f"the node's containerd lacks {', '.join(missing)} after import")
-        _exec(container, "pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; "
-                         "sleep 0.2; done; exit 1", what="stop containerd")
+        # gone or a zombie (the build container's PID 1 is `sleep`, which reaps nobody)
+        _exec(container, "pkill containerd; for i in $(seq 1 100); do "
+                         "ps -o stat= -C containerd | grep -qv '^Z' || exit 0; sleep 0.2; done; exit 1",
+              what="stop containerd")
         _exec(container, "rm -rf /tmp/* /run/containerd")
         committed = f"{NODE_IMAGE_REPO}:committed-{os.getpid()}"
         run(["docker", "commit", container, committed], what="docker commit node image")
         # systemd stops on SIGRTMIN+3 (SIGTERM makes it re-execute); neither import nor commit can set it
-        run(["docker", "build", "-q", "-t", node_image(), "-"], env=dict(os.environ, DOCKER_BUILDKIT="0"),
+        run(["docker", "build", "-q", "--force-rm", "-t", node_image(), "-"], env=dict(os.environ, DOCKER_BUILDKIT="0"),
             input=f'FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n'
                   'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]\n', what="docker build node image")
         run(["docker", "rmi", committed], what="docker rmi")

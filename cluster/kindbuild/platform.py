@@ -64,7 +64,7 @@ def build_platform() -> None:
         for folder in SOURCE_DIRS:
             shutil.copytree(REPO / folder, context / folder, ignore=IGNORE)
         shutil.copytree(wheels_dir(), context / "wheels")
-        run(["docker", "build", "-q", "--build-arg", f"BASE={rootfs.SLIM_IMAGE}:{rootfs.slim_stamp()}",
+        run(["docker", "build", "-q", "--force-rm", "--build-arg", f"BASE={rootfs.SLIM_IMAGE}:{rootfs.slim_stamp()}",
              "-t", PLATFORM_IMAGE, "-t", f"mlops-drill/platform:{platform_stamp()}", str(context)],
             env=dict(os.environ, DOCKER_BUILDKIT="0"), nice=True, what="docker build the platform image",
             timeout=1800)
