@@ -1,26 +1,38 @@
 # Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
+# Each step says what it does in one line; pip and setuptools stay quiet unless something fails.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check -q
+# setuptools tells every editable install to beware of same-named folders in the working
+# directory; setup.py maps the parts under `mlops_drill`, so the notice has nothing to act on.
+QUIET_BUILD := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: setup toolchain test demo clean
 
 $(BIN)/mlops-drill: pyproject.toml setup.py
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	@echo "setup: Python environment in $(VENV) with mlops-drill and its test tools (first time: a few minutes)"
+	@$(PY) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(QUIET_BUILD) $(PIP) install -e '.[test]'
+	@touch $@
+	@echo "setup: done"
 
 setup: $(BIN)/mlops-drill
 
 toolchain: setup
-	$(BIN)/mlops-drill toolchain build
+	@if $(BIN)/mlops-drill toolchain status | grep -q ' missing '; then \
+	  echo "toolchain: building the cluster binaries from Go modules into ~/.cache/mlops-drill (first time only)"; \
+	  $(BIN)/mlops-drill toolchain build; \
+	else echo "toolchain: ready (\`$(BIN)/mlops-drill toolchain status\` lists the binaries)"; fi
 
 test: toolchain
-	$(BIN)/python -m pytest
+	@echo "test: the whole suite on an embedded cluster"
+	@$(BIN)/python -m pytest
 
 demo: toolchain
-	$(BIN)/mlops-drill demo gpu-missing-toleration
+	@echo "demo: one scenario end to end (cluster, fault, the reference solution typed as a candidate, grade)"
+	@$(BIN)/mlops-drill demo gpu-missing-toleration
 
 clean:
-	-$(BIN)/mlops-drill cluster down
+	-@$(BIN)/mlops-drill cluster down
