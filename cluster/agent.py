@@ -18,6 +18,7 @@ from pathlib import Path
 
 import kopf
 
+from mlops_drill.cluster.gpu import activity
 from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE, DeviceManager
 from mlops_drill.cluster.nodes import GPU_NODES
 from mlops_drill.cluster.processpods.execfront import ExecFront
@@ -28,6 +29,7 @@ registry = kopf.OperatorRegistry()
 KUBELET: ProcessKubelet | None = None
 DEVICES: DeviceManager | None = None
 FRONT: "tuple[ExecFront, int] | None" = None  # the nodes' kubelet endpoint, and its port
+GPU_SAMPLER: "asyncio.Task | None" = None
 
 
 @kopf.on.login(registry=registry)
@@ -50,6 +52,20 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
         await FRONT[0].start(FRONT[1])
     await asyncio.to_thread(DEVICES.ensure_inventory)
     KUBELET.resync_task = asyncio.get_running_loop().create_task(KUBELET.resync_forever())
+    global GPU_SAMPLER
+    GPU_SAMPLER = asyncio.get_running_loop().create_task(_sample_gpu_use())
+
+
+async def _sample_gpu_use() -> None:
+    """Once a second: what each GPU-holding container is doing, for nvidia-smi and dcgm-exporter."""
+    assert KUBELET is not None
+    sampler = activity.Sampler(KUBELET.kubelet.gpu_state_file)
+    while True:
+        try:
+            sampler.write(sampler.sample(activity.holders_of(list(KUBELET.runners.values()))))
+        except Exception:  # a pod going away mid-read must not end the sampling
+            logging.getLogger("mlops_drill.gpu").exception("GPU activity sampling failed")
+        await asyncio.sleep(activity.PERIOD_S)
 
 
 @kopf.on.event("", "v1", "pods", labels={PROCESS_LABEL: "true"}, registry=registry)

@@ -36,10 +36,21 @@ def _plugin_manifest(name: str) -> dict[str, Any]:
     return yaml.safe_load(files("mlops_drill.cluster.gpu").joinpath(name).read_text())
 
 
+@functools.lru_cache(maxsize=1)
+def _exporter_manifests() -> tuple[dict[str, Any], ...]:
+    """dcgm-exporter's DaemonSet and Service (process-backed: embedded backend only)."""
+    from importlib.resources import files
+
+    text = files("mlops_drill.cluster.gpu").joinpath("dcgm-exporter.yaml").read_text()
+    return tuple(d for d in yaml.safe_load_all(text) if d)
+
+
 def documents(ctx: DrillContext) -> list[dict[str, Any]]:
     from mlops_drill.mlplatform.manifests import baseline_documents
 
     docs = baseline_documents() + [_plugin_daemonset(ctx)]
+    if ctx.backend.runs_processes:
+        docs += copy.deepcopy(list(_exporter_manifests()))
     rate = ctx.backend.replay_rate()
     if rate is not None:
         for doc in docs:

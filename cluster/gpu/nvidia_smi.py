@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mlops_drill.cluster.gpu import smi_csv, smi_query, smi_table, smi_tools
+from mlops_drill.cluster.gpu.activity import overlay, read_activity
 from mlops_drill.cluster.gpu.model import GpuNode, visible_devices
 from mlops_drill.cluster.gpu.smi_readings import Readings, node_readings, nvml_version
 
@@ -271,7 +272,8 @@ class StateError(Exception):
 
 def load_node(environ: dict[str, str] | os._Environ[str] = os.environ) -> GpuNode:
     """The node named by ``MLOPS_DRILL_GPU_NODE`` or ``NODE_NAME`` from the JSON file named by
-    ``MLOPS_DRILL_GPU_STATE``, as far as ``NVIDIA_VISIBLE_DEVICES`` lets this container see it.
+    ``MLOPS_DRILL_GPU_STATE`` with the live use of its GPUs (``activity.json`` beside it), as far
+    as ``NVIDIA_VISIBLE_DEVICES`` lets this container see it.
 
     The file holds either one GpuNode or an object of node name -> GpuNode; a single
     node is used whatever the node name says, as is the only entry of a one-node map.
@@ -297,11 +299,14 @@ def load_node(environ: dict[str, str] | os._Environ[str] = os.environ) -> GpuNod
             shown = wanted or f"(unset; {NODE_ENV} must name one of {', '.join(sorted(data))})"
             raise StateError(f"no GPU state for node {shown} in {path}")
     try:
-        return visible_devices(GpuNode.model_validate(data), environ.get(VISIBLE_ENV))
+        node = GpuNode.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise StateError(f"no GPU state: {path}: field {where}: {first['msg']}") from None
+    # What the GPUs' processes are doing now (utilisation, memory, power), from the node agent.
+    node = overlay(node, read_activity(path).get(node.node_name, {}))
+    return visible_devices(node, environ.get(VISIBLE_ENV))
 
 
 def _emit(result: Result) -> int:
