@@ -36,6 +36,23 @@ def sandbox_pids(state: Path) -> list[int]:
     return monitors + children_of(monitors) + [w for w in waiters if w not in monitors]
 
 
+def exec_latency(backend) -> float:
+    """Median wall time of `kubectl exec` into a platform pod (API server, kubelet front, sandbox entry)."""
+    import subprocess
+
+    from mlops_drill.cluster.toolchain.binaries import resolve_without_building
+
+    kubectl = str(resolve_without_building()[0]["kubectl"])
+    env = {**os.environ, "KUBECONFIG": str(backend.kubeconfig())}
+    times = []
+    for _ in range(5):
+        started = time.monotonic()
+        subprocess.run([kubectl, "exec", "-n", "serving", "deploy/fraud-model", "--", "true"], env=env,
+                       capture_output=True, timeout=60, check=True)
+        times.append(time.monotonic() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -45,7 +62,7 @@ def main() -> None:
     from mlops_drill.injector import baseline
     from mlops_drill.injector.context import context_for
 
-    ups, deploys, mem, pss, pods, sandbox_rss, sandbox_pss = [], [], [], [], [], [], []
+    ups, deploys, mem, pss, pods, sandbox_rss, sandbox_pss, execs = [], [], [], [], [], [], [], []
     for _ in range(args.runs):
         started = time.monotonic()
         with scratch_cluster("bench-platform") as backend:
@@ -57,6 +74,7 @@ def main() -> None:
             mem.append(rss_mib(pids))
             pss.append(pss_mib(pids))
             pods.append(len(ctx.core.list_pod_for_all_namespaces(label_selector="mlops-drill.dev/process=true").items))
+            execs.append(exec_latency(backend))
             extra = sandbox_pids(backend.state)
             running = max(1, len(container_pids_of(backend.state)))
             sandbox_rss.append(rss_mib(extra) / running)
@@ -67,6 +85,7 @@ def main() -> None:
     print(f"process-backed pods:                    {statistics.median(pods):6.0f}")
     print(f"platform processes RSS:                {statistics.median(mem):6.0f} MiB   (zygote included)")
     print(f"platform processes PSS:                {statistics.median(pss):6.0f} MiB   (shared pages counted once)")
+    print(f"kubectl exec deploy/fraud-model -- true: {statistics.median(execs) * 1000:6.0f} ms   (median of 5 per run)")
     if os.environ.get("MLOPS_DRILL_SANDBOX", "1") in ("0", "false", "no", "off"):
         print("pods not sandboxed (MLOPS_DRILL_SANDBOX=0)")
     else:

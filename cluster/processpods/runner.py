@@ -468,7 +468,7 @@ class PodRunner:
                 cwd = self.spec.working_dir or "/"
                 sandbox = {"pid": self.sandbox.pid, "uid": self.who.uid, "gid": self.who.gid,
                            "caps": list(DEFAULT_CAP_NUMBERS) if self.who.root else []}
-                argv = self.sandbox.enter_argv(self.spec.argv, env, cwd)
+                argv = self.sandbox.enter_argv(self.spec.argv, env, cwd, session=True)
             forked = await self.k.zygote.spawn(self.spec.argv, cwd, env, 1 << 20, sandbox) if self.k.zygote else None
             self.proc = forked or await asyncio.create_subprocess_exec(
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -567,17 +567,22 @@ class PodRunner:
         self.release_gpus()
         proc = self.proc
         if proc and proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            # In a sandbox the container's process leads a session of its own inside the pod; its waiter
+            # outside (proc) ignores SIGTERM and ends with it.
+            groups = [proc.pid] + ([self.container_pid] if self.container_pid not in (0, proc.pid) else [])
+            for group in groups:
+                try:
+                    os.killpg(group, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             try:
                 await asyncio.wait_for(proc.wait(), grace)
             except asyncio.TimeoutError:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                for group in groups:
+                    try:
+                        os.killpg(group, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 await proc.wait()
         if self.task and not self.task.done() and self.task is not asyncio.current_task():
             self.task.cancel()

@@ -261,7 +261,8 @@ class PodSandbox:
             fh.write(text)
         path.chmod(0o644)
 
-    def enter_argv(self, argv: list[str], env: dict[str, str] | None, cwd: str = "/") -> list[str]:
+    def enter_argv(self, argv: list[str], env: dict[str, str] | None, cwd: str = "/",
+                   session: bool = False) -> list[str]:
         """A host command line that runs ``argv`` inside the pod as the container's user, with ``env`` only.
 
         nsenter joins the pause process's namespaces (and forks, so the command is in
@@ -276,9 +277,10 @@ class PodSandbox:
                 "--no-new-privs", "--inh-caps=-all"]
         priv += [f"--bounding-set=-all,{','.join('+' + c for c in DEFAULT_CAPS)}" if self.who.root
                  else "--bounding-set=-all"]
+        lead = ["/usr/bin/setsid"] if session else []  # a container's process leads its own session
         if env is None:
-            return [*enter, *priv, "--", "/bin/sh", EXEC_ENV, *argv]
-        return [*enter, *priv, "--", "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+            return [*enter, *priv, "--", *lead, "/bin/sh", EXEC_ENV, *argv]
+        return [*enter, *priv, "--", *lead, "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
 
     async def stop(self) -> None:
         """Kill the pause process: the kernel ends every process of the pod's PID namespace with it."""

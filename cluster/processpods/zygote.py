@@ -139,6 +139,7 @@ def _enter_sandbox(sandbox: dict) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the waiter gone (zygote killed), the container goes
         if os.getppid() != parent and os.getppid() != 0:
             os._exit(1)
+        os.setsid()  # the container's process leads its own session, as its PID 1 would: signals go to its group
         _drop_to(int(sandbox["uid"]), int(sandbox["gid"]), tuple(sandbox.get("caps") or ()))
         return
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
