@@ -7,7 +7,10 @@ score), and the spread between the best and the worst transcript. Overall: the m
 tau over scenarios, and tau over all transcripts pooled (same expert order within a
 scenario, compared across scenarios only by rank position).
 
-Usage: .venv/bin/python bench/grading_agreement.py [CORPUS_DIR] [--scores]
+The default corpora are the tuned one (tests/data/calibration) and the held-out one
+(tests/data/calibration-heldout: written after the tuning, never tuned on).
+
+Usage: .venv/bin/python bench/grading_agreement.py [CORPUS_DIR ...] [--scores]
 """
 from __future__ import annotations
 
@@ -18,13 +21,21 @@ from mlops_drill.grader.agreement import (grade_set, kendall_tau_b, load_ranked_
                                           outcome_only_score)
 from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
 
-DEFAULT = Path(__file__).resolve().parent.parent / "tests" / "data" / "calibration"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+DEFAULT = [DATA / "calibration", DATA / "calibration-heldout"]
 
 
 def main(argv: list[str]) -> int:
     show = "--scores" in argv
-    args = [a for a in argv if not a.startswith("--")]
-    root = Path(args[0]) if args else DEFAULT
+    roots = [Path(a) for a in argv if not a.startswith("--")] or DEFAULT
+    for root in roots:
+        print(f"\n{root}")
+        if report(root, show):
+            return 1
+    return 0
+
+
+def report(root: Path, show: bool) -> int:
     sets = load_ranked_sets(root)
     if not sets:
         print(f"no ranked sets under {root}")

@@ -61,9 +61,10 @@ def assign_step(plan: Plan, candidates: tuple[str, ...], done: dict[str, int]) -
     First matching step that is not done yet and whose required predecessors are
     done; else a diagnosis step not done yet (evidence gathered early is still
     evidence, graded as out of order); else a step it repeats; else the first
-    matching step, out of order. So a symptom check after the fix lands on the
-    verification step, but the same command repeated during diagnosis stays a
-    repeat of the first look.
+    matching step, out of order, except a verification step before any fix was
+    made, which a command only looks at (not new, not done). So a symptom check after
+    the fix lands on the verification step, but the same command repeated during
+    diagnosis stays a repeat of the first look.
     """
     if not candidates:
         return None, False
@@ -78,7 +79,11 @@ def assign_step(plan: Plan, candidates: tuple[str, ...], done: dict[str, int]) -
             return sid, False
     for sid in candidates:
         if sid not in done:
-            return sid, True
+            # Looking at the outcome before any fix (`kubectl get pods` matching only "watch
+            # the rollout") is a look, not the verification step done out of order.
+            looks_early = (plan.roles[plan.phase_of[sid]] == "verification"
+                           and not any(r in done for r in plan.remediation))
+            return sid, not looks_early
     return candidates[0], False  # pragma: no cover - every candidate is either done or not
 
 

@@ -39,9 +39,10 @@ BANDS: dict[str, tuple[float, float]] = {"resolved": (40.0, 100.0),
                                          "fixed-unchecked": (30.0, 90.0),
                                          "open": (0.0, 38.0), "claimed-healthy": (0.0, 10.0)}
 RESOLVED_KNEE = 50.0
+EFFICIENCY_FULL_AT = 0.5   # share of required steps done from which efficiency counts in full
 # A change before any evidence of the cause: a lucky guess when it was the right change,
 # a disruptive reflex (restart, scale, retrain) when it matches no step.
-BLIND_FIX_POINTS, BLIND_STRAY_POINTS, BLIND_MAX = 10.0, 15.0, 25.0
+BLIND_FIX_POINTS, BLIND_STRAY_POINTS, BLIND_MAX = 15.0, 20.0, 60.0
 RETRAIN_SIGNAL_POINTS = 5.0
 
 OutcomeStatus = Literal["resolved", "fixed-unchecked", "open", "claimed-healthy"]
@@ -72,10 +73,11 @@ class Outcome:
         """
         lo, hi = self.band
         p = max(0.0, min(100.0, process))
-        if self.status == "resolved" and p >= RESOLVED_KNEE:
-            return p
-        if self.status == "resolved":
-            return lo + (RESOLVED_KNEE - lo) * p / RESOLVED_KNEE
+        if self.status in ("resolved", "fixed-unchecked"):
+            lo_fixed = BANDS["resolved"][0]
+            fixed = p if p >= RESOLVED_KNEE else lo_fixed + (RESOLVED_KNEE - lo_fixed) * p / RESOLVED_KNEE
+            # Not re-checked: the same place, one step lower, so it never outscores a re-check.
+            return fixed - (lo_fixed - lo) if self.status == "fixed-unchecked" else fixed
         return lo + (hi - lo) * p / 100.0
 
 
@@ -144,9 +146,11 @@ def efficiency(f: Facts) -> Dim:
     free = 1 + math.ceil(0.25 * required)
     excess = max(0, f.waste - free)
     ratio = f.useful / (f.useful + excess) if f.useful else 0.0
-    return Dim(100.0 * ratio * progress(f),
+    # Full credit once half the required steps are done; less the less was achieved.
+    scale = min(1.0, progress(f) / EFFICIENCY_FULL_AT)
+    return Dim(100.0 * ratio * scale,
                f"{f.useful} useful, {f.waste} unmatched or redundant ({free} free), "
-               f"scaled by progress {progress(f):.0%}")
+               f"x{scale:.2f} for progress {progress(f):.0%}")
 
 
 def end_state(f: Facts) -> Dim:
@@ -200,8 +204,9 @@ def outcome(f: Facts) -> Outcome:
     """Was the incident closed? Recorded checks decide; offline, the commands do.
 
     Offline a fix is inferred when every required remediation step was done by a
-    change that took effect and the symptom was looked at again after the last
-    change: what an instructor reading the history would conclude.
+    change that took effect, the symptom was looked at again after the last
+    change, and the final diagnosis (if any) names the scenario's cause: what an
+    instructor reading the history would conclude.
     """
     healthy = any(i == f.diagnosis_index and s.id == HEALTHY for i, s in f.statement_signals)
     if f.verification:
@@ -212,6 +217,11 @@ def outcome(f: Facts) -> Outcome:
         fixed = bool(remediation) and all(s.id in f.done for s in remediation)
         how = ("remediation done: " + ", ".join(s.title.lower() for s in remediation)
                if fixed else "no remediation step of the scenario was done")
+        if fixed and f.diagnosis.text is not None and not f.diagnosis.accepted:
+            # The command line cannot show what an edited file or a patch changed; the
+            # candidate's own diagnosis can: a change aimed at another cause is not the fix.
+            fixed = False
+            how += ", but aimed at another cause (the final diagnosis is not the scenario's)"
     if fixed and symptom_rechecked(f):
         status, what = "resolved", f"resolved ({how}; symptom re-checked after it)"
     elif fixed:

@@ -206,6 +206,8 @@ class _Walker:
                                                           for p in missing))
             f.done[sid] = idx
             f.useful += 1
+            if mutation and sid in plan.remediation:
+                notes += self._also_remediates(idx, sid, candidates)
         else:
             status = "repeat"
         if sid is not None:
@@ -231,6 +233,16 @@ class _Walker:
             step_title=step.title if step else None,
             phase=plan.phase_titles[plan.phase_of[sid]] if sid else None,
             reason=step.reason if step else None, mutation=mutation, notes=notes))
+
+    def _also_remediates(self, idx: int, sid: str, candidates: tuple[str, ...]) -> list[str]:
+        """One patch can make several of the scenario's fixes (drop a flag and restore a ref)."""
+        f, plan = self.f, self.f.plan
+        more = [c for c in candidates if c != sid and c in plan.remediation and c not in f.done
+                and all(p in f.done for p in plan.ready_preds[c])]
+        for other in more:
+            f.done[other] = idx
+            f.counts[other] = f.counts.get(other, 0) + 1
+        return [f"also: {plan.by_id[o].title.lower()}" for o in more]
 
     def _with_file_origin(self, cmd):
         """``kubectl replace -f j.json`` acts on what ``kubectl get job x -o json > j.json`` saved.

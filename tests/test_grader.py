@@ -71,11 +71,9 @@ def test_weaker_variants_of_the_reference_grade_clearly_lower(path: Path) -> Non
         score = _grade_lines(sc, lines).score
         assert score <= base - 15, f"{name}: {score} vs reference {base}"
     # A single random shuffle can happen to keep the order that matters; on average it must not.
-    # (Shuffles of a redundant reference often keep evidence before the fix and a re-check after
-    # it, which the rubric rightly credits, so the mean gap is smaller than for the variants.)
     shuffled = [_grade_lines(sc, random.Random(seed).sample(ref, len(ref))).score
                 for seed in SHUFFLE_SEEDS]
-    assert sum(shuffled) / len(shuffled) <= base - 12, (base, shuffled)
+    assert sum(shuffled) / len(shuffled) <= base - 15, (base, shuffled)
 
 
 # --------------------------------------------------------------------------- rubric details

@@ -30,6 +30,10 @@ from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
 
 CORPUS = Path(__file__).parent / "data" / "calibration"
 RANKED = load_ranked_sets(CORPUS)
+# Written by another author after the rules were tuned, for scenarios the tuning never saw:
+# it measures how the rules carry over, so it is held to the bar of the grader's claim
+# (better than an outcome-only grader, every passive answer < 25), not tuned to 0.9.
+HELD_OUT = load_ranked_sets(Path(__file__).parent / "data" / "calibration-heldout")
 CATALOGUE = sorted(p.stem for p in catalogue_dir().glob("*.yaml"))
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -60,8 +64,8 @@ def _changes(line: str) -> bool:
 def test_the_corpus_covers_eight_scenarios_with_every_kind_of_answer() -> None:
     kinds = {"expert", "late-evidence", "act-first", "restart-first", "wrong-fix", "passive",
              "flailing"}
-    assert len(RANKED) >= 8
-    for ranked in RANKED:
+    assert len(RANKED) >= 8 and len(HELD_OUT) >= 4
+    for ranked in RANKED + HELD_OUT:
         assert {Path(f).stem for f in ranked.files} >= kinds, ranked.scenario
         assert all("playbook" in r.lower() or "weak signal" in r.lower() for r in ranked.reasons)
 
@@ -74,16 +78,17 @@ def test_grader_ranks_each_set_as_the_expert_does(ranked) -> None:
     assert tau >= 0.9, list(zip(ranked.files, scores))
 
 
-def test_grader_agrees_with_experts_better_than_an_outcome_only_grader() -> None:
+@pytest.mark.parametrize("corpus", [RANKED, HELD_OUT], ids=["tuned", "held-out"])
+def test_grader_agrees_with_experts_better_than_an_outcome_only_grader(corpus) -> None:
     ours, outcome_only = [], []
-    for ranked in RANKED:
+    for ranked in corpus:
         graded = grade_set(ranked, _scenario(ranked.scenario))
         ours.append(kendall_tau_b([g.score for g in graded]))
         outcome_only.append(kendall_tau_b([outcome_only_score(g) for g in graded]))
     assert sum(ours) / len(ours) > sum(outcome_only) / len(outcome_only)
 
 
-@pytest.mark.parametrize("ranked", RANKED, ids=lambda r: r.scenario)
+@pytest.mark.parametrize("ranked", RANKED + HELD_OUT, ids=lambda r: r.scenario)
 def test_passive_answers_score_below_25_and_below_every_fix(ranked) -> None:
     graded = dict(zip(ranked.files, grade_set(ranked, _scenario(ranked.scenario))))
     passive = graded["passive.txt"]
@@ -106,7 +111,7 @@ def test_reference_solution_scores_at_least_90_live_and_offline(sid: str) -> Non
 def _sources() -> list[tuple[str, tuple[str, ...]]]:
     """Every reference solution and every corpus transcript, as (scenario, lines)."""
     out = [(sid, tuple(_scenario(sid).reference_solution)) for sid in CATALOGUE]
-    for ranked in RANKED:
+    for ranked in RANKED + HELD_OUT:
         out += [(ranked.scenario, _corpus_lines(p)) for p in ranked.paths()]
     return out
 
