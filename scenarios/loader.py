@@ -215,7 +215,9 @@ def _error_loc(error: dict[str, Any]) -> Loc:
 
 
 def _describe(path: Path, root: Node | None, err: ValidationError) -> str:
-    errors = err.errors(include_url=False)
+    # A misspelt key yields "unknown key" and "required field is missing" together: the
+    # unknown key, with its "did you mean", is the line to fix, so it is told first.
+    errors = sorted(err.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     located = []
     for error in errors:
         loc = _error_loc(error)
