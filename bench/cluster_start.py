@@ -67,11 +67,12 @@ def ours(runs: int) -> dict[str, float]:
 def plain_kwokctl(runs: int) -> dict[str, float]:
     from mlops_drill.cluster import kube
     from mlops_drill.cluster.toolchain import ensure_toolchain
+    from mlops_drill.interrupts import shielded, stop_on_signals
 
     chain = ensure_toolchain(progress=False)
     times, mem = [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory() as work:
+        with stop_on_signals(), tempfile.TemporaryDirectory() as work:
             env = {**os.environ, "KWOK_WORKDIR": work}
             cmd = [str(chain["kwokctl"]), "--name", "plain", "create", "cluster", "--runtime", "binary",
                    "--kubeconfig", "", "--wait", "60s",
@@ -80,14 +81,17 @@ def plain_kwokctl(runs: int) -> dict[str, float]:
                    "--kube-scheduler-binary", str(chain["kube-scheduler"]),
                    "--kwok-controller-binary", str(chain["kwok"]), "--etcd-binary", str(chain["etcd"])]
             started = time.monotonic()
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            api = kube.api_client(Path(work) / "clusters" / "plain" / "kubeconfig.yaml")
-            kube.wait_for(lambda: kube.api_ready(api), timeout=60)
-            times.append(time.monotonic() - started)
-            time.sleep(2)
-            mem.append(rss_mib(pids_in(Path(work) / "clusters" / "plain" / "pids")))
-            subprocess.run([str(chain["kwokctl"]), "--name", "plain", "delete", "cluster"], env=env,
-                           capture_output=True)
+            try:
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                api = kube.api_client(Path(work) / "clusters" / "plain" / "kubeconfig.yaml")
+                kube.wait_for(lambda: kube.api_ready(api), timeout=60)
+                times.append(time.monotonic() - started)
+                time.sleep(2)
+                mem.append(rss_mib(pids_in(Path(work) / "clusters" / "plain" / "pids")))
+            finally:
+                with shielded():
+                    subprocess.run([str(chain["kwokctl"]), "--name", "plain", "delete", "cluster"], env=env,
+                                   capture_output=True)
     return {"up": statistics.median(times), "cp_mem": statistics.median(mem)}
 
 

@@ -189,13 +189,25 @@ def shared_memory(state: Path, drill_id: str, n: int) -> tuple[dict[int, float],
 
 
 def run(n: int, duration: float, interval: float, parallel: int, kubectl: str, isolation: str) -> None:
+    """One drill of ``n`` seats on a drill server of its own, stopped (drill, clusters, server) also when interrupted."""
+    from mlops_drill.interrupts import stop_on_signals
+
+    with stop_on_signals():
+        _run(n, duration, interval, parallel, kubectl, isolation)
+
+
+def _run(n: int, duration: float, interval: float, parallel: int, kubectl: str, isolation: str) -> None:
+    from mlops_drill.interrupts import shielded
+
     root = Path(tempfile.mkdtemp(prefix="drill-load-"))
     env = {**os.environ, "MLOPS_DRILL_STATE": str(root / "state"), "MLOPS_DRILL_INSTRUCTOR_TOKEN": TOKEN}
     os.environ["MLOPS_DRILL_STATE"] = env["MLOPS_DRILL_STATE"]
     port = free_port()
     cli = Path(sys.executable).with_name("mlops-drill")
+    # A session of its own: `timeout` and Ctrl-C signal our whole process group, and the server must
+    # live until the `finally` below has stopped the drill (its clusters) through it.
     server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--parallel", str(parallel)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     drill_id = None
@@ -278,13 +290,17 @@ def run(n: int, duration: float, interval: float, parallel: int, kubectl: str, i
                   f"{max(shared_mib) / n:.0f} MiB per seat; all seats and cluster together "
                   f"{(sum(per_seat_mib) + max(shared_mib)) / n:.0f} MiB per seat")
     finally:
-        if drill_id:
-            t = time.monotonic()
-            http.delete(f"/api/drills/{drill_id}", timeout=600)
-            print(f"  stop: {time.monotonic() - t:.0f}s")
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+        with shielded():
+            if drill_id:
+                t = time.monotonic()
+                try:
+                    http.delete(f"/api/drills/{drill_id}", timeout=600)
+                    print(f"  stop: {time.monotonic() - t:.0f}s")
+                except httpx.HTTPError as exc:
+                    print(f"  stop failed ({exc}); clusters may be left under {root}", file=sys.stderr)
+            server.terminate()
+            server.wait(timeout=30)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

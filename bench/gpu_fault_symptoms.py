@@ -9,8 +9,6 @@ candidate (seconds, score, fix checks), and the seconds `reset` took.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 GPU_SCENARIOS = ("gpu-insufficient-capacity", "gpu-device-plugin-crash", "gpu-driver-cuda-mismatch",
@@ -21,16 +19,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenarios", nargs="*", default=list(GPU_SCENARIOS))
     args = parser.parse_args()
-    os.environ["MLOPS_DRILL_STATE"] = tempfile.mkdtemp(prefix="gpu-bench-")
-    from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+    from scratch import scratch_cluster
+
     from mlops_drill.injector import baseline, engine
     from mlops_drill.injector.context import context_for
     from mlops_drill.scenarios.loader import load_catalogue
 
     catalogue = load_catalogue()
-    backend = EmbeddedBackend(name="gpu-bench")
-    backend.up(progress=False)
-    try:
+    with scratch_cluster("gpu-bench") as backend:
         ctx = context_for(backend)
         baseline.deploy(ctx, timeout=120)
         print(f"{'scenario':<28} {'symptom s':>9} {'fix s':>6} {'score':>5} {'checks':>7} {'reset s':>7}")
@@ -45,8 +41,6 @@ def main() -> None:
             reset_s = engine.reset(ctx)
             print(f"{sid:<28} {report.seconds['symptom']:>9.1f} {fix_s:>6.1f} {graded.score:>5.0f} "
                   f"{passed:>3}/{len(results):<3} {reset_s:>7.1f}", flush=True)
-    finally:
-        backend.down()
 
 
 if __name__ == "__main__":

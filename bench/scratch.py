@@ -10,10 +10,15 @@ from typing import Iterable, Iterator
 
 @contextlib.contextmanager
 def scratch_cluster(name: str, up: bool = True) -> Iterator["object"]:
-    """An EmbeddedBackend with its state in a temporary folder, brought down afterwards."""
-    from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+    """An EmbeddedBackend with its state in a temporary folder, brought down afterwards.
 
-    with tempfile.TemporaryDirectory() as state:
+    Also when the script is stopped by SIGTERM, SIGINT or SIGHUP (`timeout`, Ctrl-C, a closed
+    terminal): the cluster's daemons run in sessions of their own and would outlive the script.
+    """
+    from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+    from mlops_drill.interrupts import shielded, stop_on_signals
+
+    with stop_on_signals(), tempfile.TemporaryDirectory() as state:
         old = os.environ.get("MLOPS_DRILL_STATE")
         os.environ["MLOPS_DRILL_STATE"] = state
         backend = EmbeddedBackend(name=name)
@@ -22,11 +27,12 @@ def scratch_cluster(name: str, up: bool = True) -> Iterator["object"]:
                 backend.up(progress=False)
             yield backend
         finally:
-            backend.down()
-            if old is None:
-                os.environ.pop("MLOPS_DRILL_STATE", None)
-            else:
-                os.environ["MLOPS_DRILL_STATE"] = old
+            with shielded():
+                backend.down()
+                if old is None:
+                    os.environ.pop("MLOPS_DRILL_STATE", None)
+                else:
+                    os.environ["MLOPS_DRILL_STATE"] = old
 
 
 def _summed_kib(pids: Iterable[int], proc_file: str, key: str) -> int:

@@ -31,7 +31,9 @@ def _ctx(backend: str, name: str, up: bool = False):
 
     b = get_backend(backend, name=name)
     if up:
-        b.up(progress=True)
+        from mlops_drill.interrupts import up_cleaned_on_interrupt
+
+        up_cleaned_on_interrupt(b, progress=True)
     elif backend == "embedded" and not b.status().healthy:
         raise DrillError(f"cluster {name} is not running: `mlops-drill cluster up` first")
     return context_for(b)

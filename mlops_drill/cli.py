@@ -86,7 +86,9 @@ def _backend(backend: str, name: str, kubeconfig: Optional[str], context: Option
 def cluster_up(backend: str = BackendOpt, name: str = NameOpt,
                kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt) -> None:
     """Start the cluster (or reuse a running one) with its four node pools."""
-    info = _backend(backend, name, kubeconfig, context).up(progress=True)
+    from mlops_drill.interrupts import up_cleaned_on_interrupt
+
+    info = up_cleaned_on_interrupt(_backend(backend, name, kubeconfig, context), progress=True)
     print(info.summary())
 
 
@@ -137,10 +139,16 @@ def _register_parts() -> None:
 
 
 def main() -> None:
+    from mlops_drill.interrupts import Interrupted, stop_on_signals
+
     _register_parts()
     try:
-        code = app(standalone_mode=False)  # a typer.Exit comes back as its exit code here
+        with stop_on_signals():  # SIGTERM/SIGINT/SIGHUP unwind: `finally` blocks and interrupt cleanups run
+            code = app(standalone_mode=False)  # a typer.Exit comes back as its exit code here
         sys.exit(code if isinstance(code, int) else 0)
+    except Interrupted as exc:
+        console.print(str(exc), highlight=False)
+        sys.exit(exc.code)
     except DrillError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -24,9 +24,10 @@ def _ctx_factory(backend: str, name: str):
     def make():
         from mlops_drill.cluster.backends import get_backend
         from mlops_drill.injector.context import context_for
+        from mlops_drill.interrupts import up_cleaned_on_interrupt
 
         b = get_backend(backend, name=name)
-        b.up(progress=False)
+        up_cleaned_on_interrupt(b, progress=False)
         return context_for(b)
     return make
 
