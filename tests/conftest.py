@@ -107,6 +107,19 @@ def platform(cluster):
 
 
 @pytest.fixture(scope="session")
+def agent_api(platform):
+    """The agent API (FastAPI on uvicorn, an ephemeral loopback port) over the session's platform: (app, url).
+
+    Shared by the agent API's tests and the MCP server's, which compares its grade with this API's.
+    """
+    from mlops_drill.server import create_app, serving
+
+    app = create_app(lambda: platform)
+    with serving(app) as url:
+        yield app, url
+
+
+@pytest.fixture(scope="session")
 def candidate(platform, cluster):
     """The real kubectl with the candidate's kubeconfig (what `mlops-drill shell` hands out)."""
     from mlops_drill.injector import baseline

@@ -1,7 +1,7 @@
 """The agent API on the session's embedded cluster: what an agent may run, what it may not, how it is graded.
 
 The app runs in-process on uvicorn (ephemeral loopback port) over the shared
-``platform`` fixture, and agents drive it through the real client. The
+``platform`` fixture (``agent_api`` in conftest.py), and agents drive it through the real client. The
 benchmark over the whole catalogue takes tens of minutes on a shared box, so
 the default run covers three scenarios of different kinds; set
 ``MLOPS_DRILL_AGENT_CATALOGUE=1`` for the issue's full acceptance run.
@@ -43,12 +43,8 @@ REFUSED = (
 
 
 @pytest.fixture(scope="module")
-def api(platform):
-    from mlops_drill.server import create_app, serving
-
-    app = create_app(lambda: platform)
-    with serving(app) as url:
-        yield app, url
+def api(agent_api):
+    return agent_api
 
 
 @pytest.fixture(scope="module")
