@@ -80,3 +80,6 @@ def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE ta
 def register(app: typer.Typer, context: Any = None) -> None:
     app.command("serve-api")(serve_api)
     app.command("benchmark")(benchmark)
+    from mlops_drill.server.mcp_cli import mcp
+
+    app.command("mcp")(mcp)
