@@ -60,6 +60,7 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    outermost = signal.getsignal(signal.SIGTERM) is not _handler
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
     try:
         yield
@@ -71,8 +72,9 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
-        _stopping = False
-        _pending.clear()
+        if outermost:  # an enclosing block is still unwinding otherwise: stay "stopping"
+            _stopping = False
+            _pending.clear()
 
 
 @contextlib.contextmanager
