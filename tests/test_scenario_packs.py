@@ -118,6 +118,17 @@ def test_a_plugin_fault_is_unknown_until_its_package_is_installed(plugin_path: s
     assert "remove-toleration" in listed.stdout
 
 
+def test_the_schema_knows_every_built_in_fault_and_nothing_else() -> None:
+    """The scenario schema names built-ins without importing the injector; a fault added to one and not
+    the other would make its scenarios fail to load (or a typo pass)."""
+    import mlops_drill.injector.faults  # noqa: F401
+    from mlops_drill.injector.fault import REGISTRY
+    from mlops_drill.scenarios.schema import BUILTIN_FAULTS
+
+    built_in = {name for name, cls in REGISTRY.items() if cls.__module__.startswith("mlops_drill.injector.faults.")}
+    assert built_in == set(BUILTIN_FAULTS)
+
+
 def test_a_broken_plugin_is_one_line_naming_it(tmp_path: Path) -> None:
     """A distribution whose entry point names a module that is not there (metadata only, as pip leaves it)."""
     info = tmp_path / "broken_faults-1.0.dist-info"
