@@ -26,6 +26,7 @@ ISSUE_5_SCENARIOS = {
     "wrong-model-version", "data-drift", "cold-start-regression", "cpu-fallback", "bad-canary",
     "training-no-checkpoint", "secret-in-env",
 }
+ISSUE_20_SCENARIOS = {"gpu-allocated-idle"}  # GPU cost, evidence in dcgm-exporter's metrics
 VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 
@@ -53,7 +54,7 @@ def _write(tmp_path: Path, text: str, name: str = "broken.yaml") -> Path:
 # --------------------------------------------------------------------------- the catalogue
 
 def test_catalogue_holds_every_issue_scenario(catalogue: dict[str, Scenario]) -> None:
-    assert set(catalogue) == ISSUE_5_SCENARIOS
+    assert set(catalogue) == ISSUE_5_SCENARIOS | ISSUE_20_SCENARIOS
 
 
 def test_catalogue_covers_the_playbook(catalogue: dict[str, Scenario]) -> None:
