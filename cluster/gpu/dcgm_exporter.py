@@ -181,10 +181,15 @@ def render(node: GpuNode, hostname: str, holders: dict[str, tuple[str, str, str]
 
 
 def holders_of(state_file: str, node_name: str) -> dict[str, tuple[str, str, str]]:
-    """GPU UUID -> (namespace, pod, container), as the kubelet's pod-resources API tells it."""
-    from mlops_drill.cluster.gpu.activity import read_activity
+    """GPU UUID -> (namespace, pod, container), as the kubelet's pod-resources API tells it.
 
-    return {uuid: (use.holder.namespace, use.holder.pod, use.holder.container)
+    On a seat of a shared cluster the namespace loses the seat's prefix, as every answer
+    the seat's candidate gets does (the page is read through a port-forward, not the gateway).
+    """
+    from mlops_drill.cluster.gpu.activity import read_activity
+    from mlops_drill.cluster.seats.names import split
+
+    return {uuid: (split(use.holder.namespace)[1], use.holder.pod, use.holder.container)
             for uuid, use in read_activity(state_file).get(node_name, {}).items()}
 
 
@@ -193,7 +198,9 @@ def main() -> int:
 
     clock = Clock({})
     lock = threading.Lock()
-    hostname = os.environ.get("NODE_NAME") or os.uname().nodename
+    from mlops_drill.cluster.seats.names import split
+
+    hostname = split(os.environ.get("NODE_NAME") or os.uname().nodename)[1]  # a seat sees gpu-node-0
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
