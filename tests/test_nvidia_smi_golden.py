@@ -349,3 +349,21 @@ def test_section_order_follows_the_record_not_the_argument() -> None:
     node = h200_node()
     assert run(node, ["-q", "-d", "CLOCK,TEMPERATURE,POWER"], now=NOW) == run(
         node, ["-q", "-d", "POWER,TEMPERATURE,CLOCK"], now=NOW)
+
+
+H200_D_EDGE = Path(__file__).parent / "data" / "nvidia-smi-h200-d-edge"
+
+
+def d_edge_cases() -> list[tuple[int, str, str]]:
+    rows = (H200_D_EDGE / "cases.txt").read_text(encoding="utf-8").splitlines()
+    return [(int(code), args, name) for code, args, name in (r.split("\t") for r in rows if r)]
+
+
+@pytest.mark.parametrize("code, args, name", d_edge_cases())
+def test_d_edge_cases_match_the_real_tool(code: int, args: str, name: str) -> None:
+    """A misplaced -d (with -x, without -q, no value, a bad item, lower case) as the 580 driver answers it."""
+    argv = args.split()
+    expected = (H200_D_EDGE / name).read_text(encoding="utf-8")
+    out, err, got = run(h200_node(), argv, now=NOW)
+    assert_same(expected, out, argv)
+    assert (err, got) == ("", code)

@@ -61,7 +61,21 @@ SUBCOMMANDS = ("dmon", "pmon", "topo", "mig", "nvlink")
 
 
 class UsageError(Exception):
-    """argv the real tool would refuse with its 'Invalid combination' message."""
+    """argv the real tool would refuse with its 'Invalid combination' message (or ``output``)."""
+
+    def __init__(self, what: str, output: str = "", code: int = 0) -> None:
+        super().__init__(what)
+        self.output, self.code = output, code
+
+
+# How the 580 driver refuses a misplaced -d (H200 captures, tests/data/nvidia-smi-h200-d-edge).
+HINT = "Please run 'nvidia-smi -h' for help."
+D_MISSING_VALUE = f"ERROR: Option -d is missing its value. {HINT}\n\n"
+D_WITHOUT_Q = ("Invalid combination of input arguments. Specify -q/--query and -d/--display to run a "
+               f"filtered query.  {HINT}\n\n")
+D_WITH_X = ("Invalid combination of input arguments: --display/-d flags can not be combined with "
+            "-x/--xml-format flags.\n")
+EXIT_MISSING_VALUE = 255
 
 
 @dataclass
@@ -144,6 +158,8 @@ def parse(argv: list[str]) -> Args:
         elif name in ("-x", "--xml-format") and a.mode != "sub":
             a.xml, i = True, i + 1
         elif name in ("-d", "--display"):
+            if "=" not in arg and i + 1 >= len(argv):
+                raise UsageError(name, D_MISSING_VALUE, EXIT_MISSING_VALUE)
             value, i = _take(argv, i, name)
             a.sections += [s for s in value.split(",") if s]
         elif name in ("-i", "--id"):
@@ -169,8 +185,8 @@ def parse(argv: list[str]) -> Args:
             raise UsageError(arg)
     if a.mode in ("query-gpu", "query-apps") and a.fmt is None:
         raise UsageError("--format")
-    if a.sections and a.mode != "query":
-        raise UsageError("-d")
+    if a.sections and a.mode != "query" and not smi_query.unknown_sections(a.sections):
+        raise UsageError("-d", "" if a.xml else D_WITHOUT_Q, EXIT_INVALID)
     return a
 
 
@@ -228,10 +244,12 @@ def run(node: GpuNode, argv: list[str], now: datetime | None = None) -> Result:
     now = now or datetime.now()
     try:
         a = parse(argv)
-    except UsageError:
-        return INVALID, "", EXIT_INVALID
+    except UsageError as err:
+        return (err.output, "", err.code) if err.output else (INVALID, "", EXIT_INVALID)
     if smi_query.unknown_sections(a.sections):  # refused while parsing, before NVML is asked
         return smi_query.BAD_SECTION, "", EXIT_INVALID
+    if a.sections and a.xml:
+        return D_WITH_X, "", EXIT_INVALID
     if a.mode in HELP_TEMPLATES:
         return help_text(a.mode, node.driver_version), "", 0
     failure = driver_failure(node)
