@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlops_drill.cluster.gpu.activity import DeviceClock
 from mlops_drill.mlplatform import appkit, cudainit, data, loadtime, transforms
 from mlops_drill.mlplatform.artifacts import LoadedVersion, ensure_artifacts, load_version
 from mlops_drill.mlplatform.discovery import service_url
@@ -58,6 +59,7 @@ REQUESTS = Counter("inference_requests_total", "HTTP requests", ["endpoint", "co
 ERRORS = Counter("inference_errors_total", "Failed predictions", ["reason"])
 DEVICE_TIME = Histogram("model_inference_seconds", "Forward-pass time on the inference device", ["device"],
                         buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5))
+GPU_BUSY = DeviceClock()  # inert without a GPU
 CONFIDENCE = Histogram("prediction_confidence", "max(p, 1-p) of each prediction",
                        buckets=(.5, .6, .7, .8, .85, .9, .925, .95, .975, .99, 1.0))
 SCORE = Histogram("prediction_score", "Predicted fraud probability", buckets=SCORE_BUCKETS)
@@ -270,6 +272,7 @@ class Scorer:
             if remaining > 0:
                 time.sleep(remaining)
             DEVICE_TIME.labels(self.s.device).observe(time.perf_counter() - started)
+            GPU_BUSY.add(time.perf_counter() - started)  # what nvidia-smi / dcgm-exporter count as GPU time
         CONFIDENCE.observe(max(prob, 1.0 - prob))
         SCORE.observe(prob)
         threshold = float(v.card.get("threshold", 0.5))

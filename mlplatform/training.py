@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_drill.cluster.gpu.activity import DeviceClock
 from mlops_drill.mlplatform import appkit, data, loadtime, transforms
 from mlops_drill.mlplatform.model import Adam, Model, auc, init_model, train_epoch
 
@@ -126,11 +127,14 @@ def main() -> int:
                gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2))
 
     val_auc: float | None = None
+    gpu_busy = DeviceClock()  # inert without a GPU
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.monotonic()
         loss = train_epoch(model, opt, Xs, train.y, batch=1024, seed=data.SEED + epoch)
         val_auc = auc(val.y, model.predict_proba(Xv))
-        if stop.wait(max(0.0, epoch_seconds - (time.monotonic() - started))):
+        preempted = stop.wait(max(0.0, epoch_seconds - (time.monotonic() - started)))
+        gpu_busy.add(time.monotonic() - started)  # the epoch stands for GPU time: nvidia-smi / dcgm see it
+        if preempted:
             return _preempted(epoch - 1, ckpt_dir)
         if ckpt_dir is not None:
             save_checkpoint(ckpt_dir, epoch, model, opt)

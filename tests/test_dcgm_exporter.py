@@ -204,3 +204,27 @@ def test_nvidia_smi_shows_the_sampled_process_and_utilisation(tmp_path: Path, mo
     assert out.splitlines() == ["0, 64 %, 900 MiB", "1, 0 %, 0 MiB"]
     table, _, _ = run(seen, [])
     assert "777      C   python" in table
+
+
+def test_device_busy_seconds_a_workload_counts_read_as_utilisation() -> None:
+    """A process that waits on its 'GPU' burns no CPU; the seconds it counts with DeviceClock are its utilisation."""
+    import uuid
+
+    pod = f"train-{uuid.uuid4().hex[:6]}"
+    env = {"POD_NAME": pod, "POD_NAMESPACE": "training", "NVIDIA_VISIBLE_DEVICES": "GPU-a"}
+    clock = activity.DeviceClock(env)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        sampler = activity.Sampler(Path("/nonexistent/state.json"))
+        holder = activity.Holder("gpu-node-0", "GPU-a", "training", pod, "train", idle.pid)
+        sampler.sample([holder], now=100.0)
+        clock.add(1.6)  # an epoch of device time within the next two seconds
+        busy = sampler.sample([holder], now=102.0)["gpu-node-0"]["GPU-a"].utilization_pct
+        quiet = sampler.sample([holder], now=104.0)["gpu-node-0"]["GPU-a"].utilization_pct
+    finally:
+        idle.kill()
+        Path(activity.busy_file("training", pod)).unlink(missing_ok=True)
+    assert 75 <= busy <= 85, busy
+    assert quiet <= 5, quiet  # no device time since: back to idle once the epoch leaves the window
+    assert activity.DeviceClock({"POD_NAME": "p", "NVIDIA_VISIBLE_DEVICES": "void"}).path is None

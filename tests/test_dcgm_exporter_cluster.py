@@ -151,3 +151,29 @@ def test_idle_shadow_gpus_read_lower_than_productions(platform, cluster) -> None
     print(f"GPU utilisation: shadow {mean_shadow:.1f} %, production {mean_production:.1f} %")
     assert mean_shadow < mean_production, (shadow, production)
     assert max(shadow) <= 15, shadow
+
+
+def test_training_epochs_read_as_a_busy_gpu(platform, cluster) -> None:
+    """A fresh run of the training Job: its GPU carries its pod and reads busy while epochs run."""
+    from mlops_drill.injector import baseline
+
+    kubeconfig = baseline.candidate_kubeconfig_path(platform)
+    cluster.kubectl("delete", "job", "fraud-train", "-n", "training", "--ignore-not-found", "--wait=true")
+    baseline.restore(platform, "Job", "fraud-train", "training")
+    pods = exporter_pods(cluster)
+    with port_forward(cluster, kubeconfig, f"pod/{sorted(pods)[0]}", "gpu-operator", 9400) as first, \
+            port_forward(cluster, kubeconfig, f"pod/{sorted(pods)[1]}", "gpu-operator", 9400) as second:
+
+        def training_util() -> list[float]:
+            return [v for url in (first, second) for f, lab, v in scrape(url)
+                    if f == "DCGM_FI_DEV_GPU_UTIL" and lab.get("namespace") == "training"
+                    and lab.get("pod", "").startswith("fraud-train-")]
+
+        wait(training_util, timeout=60, what="fraud-train's GPU labelled with its pod")
+        time.sleep(4)  # a few epochs (2 s each) inside the sampler's window
+        readings = []
+        for _ in range(8):
+            readings += training_util()
+            time.sleep(0.5)
+    print(f"training GPU utilisation: {readings}")
+    assert readings and sum(readings) / len(readings) >= 80, readings

@@ -9,8 +9,13 @@ GPU face (``nvidia-smi``, dcgm-exporter) overlays it on the inventory, so they
 agree with each other and with the workload. The inventory stays what faults
 edit; this file is never edited by anyone but the sampler.
 
-Approximations (no GPU here): utilisation = ``GAIN`` x the container's CPU share
-over the last ``WINDOW_S`` seconds, capped at 100; memory used = a CUDA context
+The workloads stand for their GPU work by waiting (an epoch, an inference's device
+time), which costs no CPU; they count those seconds with :class:`DeviceClock` in a
+file of their own ``/tmp``, which the agent reads through ``/proc/<pid>/root`` as a
+driver sees kernel time. A GPU's utilisation is the larger of that busy share and
+``GAIN`` x the container's CPU share, over the last ``WINDOW_S`` seconds, capped at 100.
+
+Approximations (no GPU here): the utilisation above; memory used = a CUDA context
 plus the process's resident memory; power and temperature rise linearly with
 utilisation from the product's idle figures.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -39,6 +45,38 @@ IDLE_TEMP_C = 33
 TEMP_PER_PCT = 0.3
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def busy_file(namespace: str, pod: str) -> str:
+    """Where a container counts its GPU-busy seconds (its own /tmp; named per pod for unsandboxed runs)."""
+    return f"/tmp/.nvidia-gpu-busy-{namespace}-{pod}"
+
+
+class DeviceClock:
+    """Seconds this process kept its GPUs busy, counted where the node agent reads them.
+
+    Inert without GPUs (``NVIDIA_VISIBLE_DEVICES`` unset, ``void`` or ``none``) or outside a pod.
+    """
+
+    def __init__(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+        visible = environ.get("NVIDIA_VISIBLE_DEVICES", "").strip().lower()
+        pod = environ.get("POD_NAME", "")
+        self.path = (Path(busy_file(environ.get("POD_NAMESPACE", ""), pod))
+                     if pod and visible not in ("", "void", "none") else None)
+        self.total = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        if self.path is None or seconds <= 0:
+            return
+        with self._lock:
+            self.total += seconds
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            try:
+                tmp.write_text(f"{self.total:.6f}")
+                os.replace(tmp, self.path)
+            except OSError:
+                self.path = None  # no writable /tmp: the agent falls back to CPU time
 
 
 class PodRef(BaseModel):
@@ -65,6 +103,11 @@ class Holder:
     pod: str
     container: str
     pid: int
+
+    @property
+    def busy_path(self) -> Path:
+        """The container's busy counter as the host sees it (through the process's root)."""
+        return Path(f"/proc/{self.pid}/root{busy_file(self.namespace, self.pod)}")
 
 
 def read_activity(state_file: str | Path) -> dict[str, dict[str, DeviceUse]]:
@@ -116,6 +159,13 @@ def _cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
+def _busy_seconds(path: Path) -> float:
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
 def _process(pid: int) -> GpuProcess | None:
     try:
         name = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -130,22 +180,24 @@ class Sampler:
 
     def __init__(self, state_file: Path) -> None:
         self.path = Path(state_file).with_name(ACTIVITY_FILE)
-        self.samples: dict[int, deque[tuple[float, int]]] = {}
+        self.samples: dict[int, deque[tuple[float, int, float]]] = {}
         self.written = ""
 
-    def utilisation(self, pid: int, now: float) -> int:
+    def utilisation(self, pid: int, now: float, busy_path: Path | None = None) -> int:
         ticks = _cpu_ticks(pid)
         if ticks is None:
             return 0
+        busy = _busy_seconds(busy_path) if busy_path is not None else 0.0
         window = self.samples.setdefault(pid, deque())
-        window.append((now, ticks))
+        window.append((now, ticks, busy))
         while len(window) > 2 and now - window[0][0] > WINDOW_S:
             window.popleft()
-        (t0, c0), (t1, c1) = window[0], window[-1]
+        (t0, c0, b0), (t1, c1, b1) = window[0], window[-1]
         if t1 - t0 <= 0:
             return 0
-        share = (c1 - c0) / _TICK / (t1 - t0)
-        return max(0, min(100, round(share * 100 * GAIN)))
+        cpu = (c1 - c0) / _TICK / (t1 - t0) * GAIN
+        device = (b1 - b0) / (t1 - t0)
+        return max(0, min(100, round(max(cpu, device) * 100)))
 
     def sample(self, holders: Iterable[Holder], now: float | None = None) -> dict[str, dict[str, DeviceUse]]:
         now = time.monotonic() if now is None else now
@@ -153,7 +205,7 @@ class Sampler:
         live = set()
         for h in holders:
             live.add(h.pid)
-            util = self.utilisation(h.pid, now) if h.pid else 0
+            util = self.utilisation(h.pid, now, h.busy_path) if h.pid else 0
             uses.setdefault(h.node, {})[h.uuid] = DeviceUse(
                 holder=PodRef(namespace=h.namespace, pod=h.pod, container=h.container),
                 utilization_pct=util, process=_process(h.pid) if h.pid else None)
