@@ -106,11 +106,19 @@ def run_interrupt_cleanups() -> None:
 
 
 def up_cleaned_on_interrupt(backend, progress: bool = True):
-    """``backend.up()``, and if no cluster of that name existed before, stop it again when interrupted.
+    """``backend.up()``; a cluster this command creates is stopped again if the command is interrupted.
 
-    A cluster this command reused is the user's and stays; one it created (or half-created, if the
-    signal came during start-up) would be left running with nobody to stop it.
+    A cluster this command reused is the user's and stays. One it created (no kubeconfig of that
+    name existed) would otherwise be left running with nobody to stop it: it goes with an interrupt
+    at any later point, and at once when ``up`` itself fails or is interrupted half-way.
     """
-    if not backend.kubeconfig().is_file():
-        on_interrupt(backend.down)
-    return backend.up(progress=progress)
+    if backend.kubeconfig().is_file():
+        return backend.up(progress=progress)
+    try:
+        info = backend.up(progress=progress)
+    except BaseException:
+        with shielded():
+            backend.down()
+        raise
+    on_interrupt(backend.down)
+    return info
