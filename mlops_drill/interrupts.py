@@ -110,13 +110,15 @@ def up_cleaned_on_interrupt(backend, progress: bool = True):
 
     A cluster this command reused is the user's and stays. One it created (no kubeconfig of that
     name existed) would otherwise be left running with nobody to stop it: it goes with an interrupt
-    at any later point, and at once when ``up`` itself fails or is interrupted half-way.
+    at any later point, also one that comes while ``up`` is half-way. (A start that fails on its
+    own is left as before: its error names a log in the state directory, and the next ``up``
+    recovers or recreates the cluster.)
     """
     if backend.kubeconfig().is_file():
         return backend.up(progress=progress)
     try:
         info = backend.up(progress=progress)
-    except BaseException:
+    except (Interrupted, KeyboardInterrupt):
         with shielded():
             backend.down()
         raise
