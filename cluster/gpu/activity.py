@@ -11,7 +11,7 @@ edit; this file is never edited by anyone but the sampler.
 
 The workloads stand for their GPU work by waiting (an epoch, an inference's device
 time), which costs no CPU; they count those seconds with :class:`DeviceClock` in a
-file of their own ``/tmp``, which the agent reads through ``/proc/<pid>/root`` as a
+file of their own ``/dev/shm``, which the agent reads through ``/proc/<pid>/root`` as a
 driver sees kernel time. A GPU's utilisation is the larger of that busy share and
 ``GAIN`` x the container's CPU share, over the last ``WINDOW_S`` seconds, capped at 100.
 
@@ -48,8 +48,9 @@ _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
 def busy_file(namespace: str, pod: str) -> str:
-    """Where a container counts its GPU-busy seconds (its own /tmp; named per pod for unsandboxed runs)."""
-    return f"/tmp/.nvidia-gpu-busy-{namespace}-{pod}"
+    """Where a container counts its GPU-busy seconds: its own /dev/shm (where CUDA and NCCL keep
+    their segments too, out of the way of HOME=/tmp), named per pod for unsandboxed runs."""
+    return f"/dev/shm/.nvidia-gpu-busy-{namespace}-{pod}"
 
 
 class DeviceClock:
