@@ -8,7 +8,7 @@ PIP := $(BIN)/pip --disable-pip-version-check -q
 # directory; setup.py maps the parts under `mlops_drill`, so the notice has nothing to act on.
 QUIET_BUILD := PYTHONWARNINGS="ignore:Editable installation"
 
-.PHONY: setup toolchain test demo clean
+.PHONY: setup sandbox-tools toolchain test demo clean
 
 $(BIN)/mlops-drill: pyproject.toml setup.py
 	@echo "setup: Python environment in $(VENV) with mlops-drill and its test tools (first time: a few minutes)"
@@ -20,7 +20,17 @@ $(BIN)/mlops-drill: pyproject.toml setup.py
 
 setup: $(BIN)/mlops-drill
 
-toolchain: setup
+# Pods of the embedded cluster run in bubblewrap sandboxes (nsenter/setpriv from util-linux enter
+# them); iptables closes the engine's ports to pods. Installed from Debian's packages when missing.
+sandbox-tools:
+	@if ! command -v bwrap >/dev/null || ! command -v iptables >/dev/null || ! command -v nsenter >/dev/null; then \
+	  echo "sandbox-tools: installing bubblewrap, iptables and util-linux (apt-get)"; \
+	  { apt-get install -y -q bubblewrap iptables util-linux >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap iptables util-linux >/dev/null 2>&1; }; } \
+	  || { echo "sandbox-tools: could not install them; as root: apt-get install bubblewrap iptables util-linux" >&2; exit 1; }; \
+	fi
+
+toolchain: setup sandbox-tools
 	@if $(BIN)/mlops-drill toolchain status | grep -q ' missing '; then \
 	  echo "toolchain: building the cluster binaries from Go modules into ~/.cache/mlops-drill (first time only)"; \
 	  $(BIN)/mlops-drill toolchain build; \
