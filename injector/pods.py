@@ -143,10 +143,13 @@ def _environ(pid: int) -> dict[str, str] | None:
 
 
 def pod_process(ctx: DrillContext, namespace: str, name: str) -> LocalProcess | None:
-    """The container process of pod ``namespace/name`` on this cluster (embedded backend only)."""
+    """The container process of pod ``namespace/name`` (embedded: a local process; kind: pid 0, its env)."""
     state = ctx.backend.process_state
-    if state is None:
-        raise DrillError("this fault needs process-backed pods (the embedded backend)")
+    if state is None:  # real containers (kind): what their runtime says, through the backend
+        env = ctx.backend.container_env(namespace, name)
+        if env is None:
+            raise DrillError(f"pod {namespace}/{name}: its container cannot be reached on this backend")
+        return LocalProcess(0, env)
     from mlops_drill.cluster.processpods import records
 
     namespace = ctx.backend.cluster_namespace(namespace)
@@ -176,6 +179,10 @@ def crash_container(ctx: DrillContext, namespace: str, name: str, sig: int = sig
     """Make the pod's container die from ``sig``, as a crashing process does; the kubelet restarts it."""
     import resource
 
+    if ctx.backend.process_state is None:  # a real container (kind): signalled from its node
+        if not ctx.backend.signal_container(namespace, name, sig):
+            raise DrillError(f"pod {namespace}/{name} has no running container to signal")
+        return LocalProcess(0, {})
     proc = pod_process(ctx, namespace, name)
     if proc is None:
         raise DrillError(f"pod {namespace}/{name} has no running container process")

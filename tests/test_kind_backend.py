@@ -15,7 +15,7 @@ from kind_fixtures import kind_session  # noqa: F401  (session fixture)
 
 from mlops_drill.cluster.nodes import NODE_POOLS
 
-pytestmark = pytest.mark.kind
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(1200)]  # the first test also creates the kind cluster
 
 DEVICE_PLUGIN_NS = "gpu-operator"
 

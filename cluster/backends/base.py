@@ -102,6 +102,18 @@ class Backend(abc.ABC):
         """The kubectl this backend was built with (same version as its API server); None: the one on PATH."""
         return None
 
+    def container_env(self, namespace: str, pod: str) -> dict[str, str] | None:
+        """The environment of the pod's (first) running container, as its runtime started it; None: not reachable.
+
+        Faults that act on a container (a crash, the GPUs it was granted) use it where pods are
+        not local processes (kind); the embedded backend reads /proc instead.
+        """
+        return None
+
+    def signal_container(self, namespace: str, pod: str, signum: int) -> bool:
+        """Send ``signum`` to the pod's (first) container's main process, as a crash would; False: not reachable."""
+        return False
+
     @property
     def runs_processes(self) -> bool:
         """True where pods are local processes started by our process kubelet (embedded)."""

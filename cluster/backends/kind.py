@@ -173,6 +173,68 @@ class KindBackend(Backend):
             self._container_map = cached
         return cached
 
+    def _pod_container(self, namespace: str, pod: str) -> tuple[str, str] | None:
+        """(kind node, containerd container ID) of the pod's first running container."""
+        obj = json.loads(self.kubectl("get", "pod", pod, "-n", namespace, "-o", "json"))
+        node = obj["spec"].get("nodeName")
+        for status in obj["status"].get("containerStatuses") or []:
+            if status.get("containerID") and "running" in (status.get("state") or {}):
+                return node, status["containerID"].split("://", 1)[1]
+        return None
+
+    def _crictl_inspect(self, namespace: str, pod: str) -> tuple[str, dict] | None:
+        found = self._pod_container(namespace, pod)
+        if found is None:
+            return None
+        node, container_id = found
+        container = self._containers().get(node, node)
+        result = subprocess.run([self.docker, "exec", container, "crictl", "inspect", container_id],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            return None
+        return container, json.loads(result.stdout)
+
+    def container_env(self, namespace: str, pod: str) -> dict[str, str] | None:
+        inspected = self._crictl_inspect(namespace, pod)
+        if inspected is None:
+            return None
+        env = inspected[1].get("info", {}).get("runtimeSpec", {}).get("process", {}).get("env") or []
+        return dict(item.split("=", 1) for item in env if "=" in item)
+
+    def signal_container(self, namespace: str, pod: str, signum: int) -> bool:
+        """The signal goes to the container's main process from its node, where it is an ordinary process."""
+        inspected = self._crictl_inspect(namespace, pod)
+        if inspected is None:
+            return False
+        container, info = inspected
+        pid = info.get("info", {}).get("pid")
+        if not pid:
+            return False
+        signum = self._deliverable(container, int(pid), int(signum))
+        result = subprocess.run([self.docker, "exec", container, "kill", f"-{signum}", str(int(pid))],
+                                capture_output=True, text=True, timeout=30)
+        return result.returncode == 0
+
+    def _deliverable(self, container: str, pid: int, signum: int) -> int:
+        """``signum``, or SIGKILL where the kernel would drop it.
+
+        A container's main process is PID 1 of its PID namespace, and the kernel drops any
+        signal sent to such an init from outside unless it has a handler (SIGKILL excepted).
+        An embedded pod's process is no init, so a SIGABRT crashes it; here the same crash
+        is a SIGKILL: the container still dies with an error and the kubelet restarts it
+        (exit 137 instead of 134 for that first crash).
+        """
+        import signal as signals
+
+        status = subprocess.run([self.docker, "exec", container, "cat", f"/proc/{pid}/status"],
+                                capture_output=True, text=True, timeout=30).stdout
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        is_init = fields.get("NSpid", "").split()[-1:] == ["1"]
+        caught = int(fields.get("SigCgt", "0").strip() or "0", 16)
+        if is_init and signum not in (signals.SIGKILL, signals.SIGSTOP) and not caught & (1 << (signum - 1)):
+            return int(signals.SIGKILL)
+        return signum
+
     def _put_file(self, node: str, path: str, text: str, mode: str = "0644") -> None:
         """Atomically replace ``path`` on the node: the plugin and nvidia-smi never read half a file."""
         folder = path.rsplit("/", 1)[0]
