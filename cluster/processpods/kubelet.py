@@ -48,6 +48,12 @@ class ProcessKubelet:
                                   on_change=self._services_changed)
         self._artifacts: asyncio.Future | None = None
         sandboxed = sandbox.enabled()
+        if sandboxed:  # pods cannot write the packages' bytecode caches: write them once, as an image build would
+            import compileall
+            import threading
+
+            threading.Thread(target=lambda: [compileall.compile_dir(d, quiet=2) for d in sandbox.package_dirs()],
+                             daemon=True, name="compileall").start()
         if sandboxed and sandbox.available() is None:
             raise SystemExit("pods run in bubblewrap sandboxes: install bubblewrap (apt-get install bubblewrap), "
                              "or set MLOPS_DRILL_SANDBOX=0 to run them as plain host processes")

@@ -333,7 +333,12 @@ class PodRunner:
         if self.stopping:
             return
         self.gpus = self._allocate_gpus()
-        await self._wire_kwok()
+        if self.k.sandbox_image is not None:  # the pod's sandbox is made while KWOK's objects are written
+            results = await asyncio.gather(self._wire_kwok(), self._start_sandbox(), return_exceptions=True)
+            if isinstance(results[1], BaseException):  # _run_once tries again and reports a failure
+                log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, results[1])
+        else:
+            await self._wire_kwok()
         restart_policy = self.pod["spec"].get("restartPolicy", "Always")
         backoff = 0.0  # a kubelet restarts a container that exited for the first time at once
         await self.event("Pulled", f'Container image "{self.spec.image}" already present on machine')
@@ -426,6 +431,8 @@ class PodRunner:
 
     def exec_argv(self, command: list[str]) -> list[str] | None:
         """What `kubectl exec` runs on the host to run ``command`` in this pod's container; None: no container."""
+        if self.k.sandbox_image is None:  # MLOPS_DRILL_SANDBOX=0: on the host, as KWOK alone would run it
+            return command
         if self.sandbox is None or not self.sandbox.alive() or self.spec is None:
             return None
         self.sandbox.write_exec_env(self._sandbox_env())

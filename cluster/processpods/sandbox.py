@@ -40,9 +40,12 @@ NVIDIA_BIN = "/usr/local/nvidia/bin"
 EXEC_ENV = "/run/.containerenv"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: /etc files of the host an image would carry too (the OS release, the loader's cache, name service order).
+#: Few on purpose: every bind is a mount, and mounts are serialised in the kernel when pods start together.
 ETC_FROM_HOST = ("os-release", "debian_version", "ld.so.cache", "nsswitch.conf", "localtime", "alternatives",
-                 "ssl", "ca-certificates", "services", "protocols", "host.conf", "gai.conf", "bash.bashrc",
-                 "profile", "inputrc", "mime.types", "login.defs")
+                 "ssl", "services")
+#: Parts of /usr an image has no use for (and that would only cost mounts).
+USR_SKIPPED = ("local", "games", "include", "src")
+USR_LOCAL_KEPT = ("bin", "lib", "sbin")
 
 
 class SandboxError(Exception):
@@ -60,7 +63,7 @@ def enabled() -> bool:
     return os.environ.get("MLOPS_DRILL_SANDBOX", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _package_dirs() -> list[str]:
+def package_dirs() -> list[str]:
     """The folders the installed platform packages load from: their own code and nothing beside it."""
     import mlops_drill
     import mlops_drill.cluster
@@ -74,12 +77,12 @@ def image_args() -> list[str]:
     """bwrap arguments for the image-like read-only root every pod shares."""
     args: list[str] = []
     for entry in sorted(Path("/usr").iterdir()):
-        if entry.name == "local" or not entry.is_dir():
+        if entry.name in USR_SKIPPED or not entry.is_dir():
             continue
         args += ["--ro-bind", str(entry), str(entry)]
-    local = Path("/usr/local")
-    for entry in sorted(local.iterdir()) if local.is_dir() else []:
-        if entry.is_dir() and entry.name not in ("nvidia", "go"):
+    for name in USR_LOCAL_KEPT:  # /usr/local itself stays the sandbox's own: /usr/local/nvidia/bin goes there
+        entry = Path("/usr/local") / name
+        if entry.is_dir():
             args += ["--ro-bind", str(entry), str(entry)]
     for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
         top = Path("/") / name
@@ -92,7 +95,7 @@ def image_args() -> list[str]:
         if path.exists():
             args += ["--ro-bind", str(path.resolve()), str(path)]
     runtime = {str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix))}
-    for folder in sorted(runtime) + _package_dirs():
+    for folder in sorted(runtime) + package_dirs():
         if not folder.startswith("/usr/"):
             args += ["--ro-bind", folder, folder]
     return args
@@ -174,7 +177,7 @@ class PodSandbox:
         self.etc = dict(files)
 
     def bwrap_args(self) -> list[str]:
-        args = ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try", "--hostname", self.hostname,
+        args = ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--hostname", self.hostname,
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL", *self.image,
                 "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
                 "--perms", "1777", "--tmpfs", "/dev/shm", "--ro-bind", str(self.run_dir), RUN_DIR,
@@ -221,10 +224,19 @@ class PodSandbox:
             os.close(args_r)
             os.close(info_w)
             log.close()
-        try:
-            raw = await asyncio.wait_for(asyncio.to_thread(_read_all, info_r), 10)
-        finally:
-            os.close(info_r)
+        try:  # read on the event loop: the default thread pool is busy with the kubelet's API calls
+            reader = asyncio.StreamReader()
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                        os.fdopen(info_r, "rb", 0))
+            try:
+                raw = await asyncio.wait_for(reader.readuntil(b"}"), 10)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+                raw = b""
+            finally:
+                transport.close()
+        except OSError:
+            raw = b""
         try:
             child = int(json.loads(raw)["child-pid"])
             # The child exists once its namespaces do, but it is still building the mount tree: joining it
@@ -302,17 +314,6 @@ DEFAULT_CAPS = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "
                 "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap")
 #: Their numbers (linux/capability.h), for the zygote's own drop.
 DEFAULT_CAP_NUMBERS = (0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        if chunk.rstrip().endswith(b"}"):
-            return b"".join(chunks)
 
 
 def _cmdline(pid: int) -> list[bytes]:
