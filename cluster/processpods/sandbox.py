@@ -30,6 +30,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: A pod's /tmp and /dev/shm are memory: bounded, as a runtime bounds /dev/shm (64 MiB by default).
+TMP_BYTES = 256 << 20
+SHM_BYTES = 64 << 20
 #: Where the kubelet's shared, read-only files (Service table, GPU state) appear in a pod.
 RUN_DIR = "/var/run/mlops-drill"
 #: The user a container runs as unless its securityContext names one (no image says USER here).
@@ -179,8 +182,8 @@ class PodSandbox:
     def bwrap_args(self) -> list[str]:
         args = ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--hostname", self.hostname,
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL", *self.image,
-                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-                "--perms", "1777", "--tmpfs", "/dev/shm", "--ro-bind", str(self.run_dir), RUN_DIR,
+                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+                "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--ro-bind", str(self.run_dir), RUN_DIR,
                 "--dir", "/var/tmp"]
         if self.gpu_dir is not None:
             args += ["--ro-bind", str(self.gpu_dir), f"{RUN_DIR}/gpu"]
