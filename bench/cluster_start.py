@@ -6,7 +6,7 @@ nodes Ready, reuse `up` (cluster already running), resident memory of the
 control plane and of our node agent; then the same for a plain
 `kwokctl create cluster` with the same binaries, as a ratio.
 
-    python bench/cluster_start.py [--runs 3] [--cold]
+    python bench/cluster_start.py [--runs 3] [--cold] [--backend kind]
 """
 from __future__ import annotations
 
@@ -99,7 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cold", action="store_true", help="also time a Go build into an empty cache (minutes)")
+    parser.add_argument("--backend", choices=("embedded", "kind"), default="embedded")
     args = parser.parse_args()
+    if args.backend == "kind":  # real kubelets in Docker: bench/kind_start.py
+        from kind_start import main as kind_main
+
+        kind_main(args.runs, args.cold)
+        return
     if args.cold:
         print(f"cold provision (empty build cache):     {cold_build():7.1f} s")
     a = ours(args.runs)

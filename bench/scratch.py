@@ -35,6 +35,29 @@ def scratch_cluster(name: str, up: bool = True) -> Iterator["object"]:
                     os.environ["MLOPS_DRILL_STATE"] = old
 
 
+@contextlib.contextmanager
+def scratch_kind_cluster(name: str, up: bool = True) -> Iterator["object"]:
+    """A KindBackend with its state in a temporary folder, deleted afterwards (signals included, as above)."""
+    from mlops_drill.cluster.backends.kind import KindBackend
+    from mlops_drill.interrupts import shielded, stop_on_signals
+
+    with stop_on_signals(), tempfile.TemporaryDirectory() as state:
+        old = os.environ.get("MLOPS_DRILL_STATE")
+        os.environ["MLOPS_DRILL_STATE"] = state
+        backend = KindBackend(name=name)
+        try:
+            if up:
+                backend.up(progress=False)
+            yield backend
+        finally:
+            with shielded():
+                backend.down()
+                if old is None:
+                    os.environ.pop("MLOPS_DRILL_STATE", None)
+                else:
+                    os.environ["MLOPS_DRILL_STATE"] = old
+
+
 def _summed_kib(pids: Iterable[int], proc_file: str, key: str) -> int:
     """Sum of one ``key: N kB`` line of ``/proc/<pid>/<proc_file>`` over pids (gone processes count 0)."""
     total = 0

@@ -27,9 +27,9 @@ class KindBuild:
 
 def _engine_step() -> Step:
     """Never cached: the engine is checked (and started when none answers) on every call."""
-    return Step("docker engine", "never-cached", kind_cache() / "stamps" / "engine-never",
-                lambda: print(f"  docker engine {engine.ensure_engine(gobuild.bin_dir() / 'runcwrap')}",
-                              flush=True), check=lambda: False)
+    return Step("docker engine (started here when none answers)", "never-cached",
+                kind_cache() / "stamps" / "engine-never",
+                lambda: engine.ensure_engine(gobuild.bin_dir() / "runcwrap"), check=lambda: False)
 
 
 def all_steps(with_platform: bool = True) -> list[Step]:
