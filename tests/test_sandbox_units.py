@@ -94,8 +94,19 @@ def test_service_links_and_hosts_lines_name_only_the_pods_own_seat() -> None:
 
 def test_parents_of_mount_points_are_made_readable_first() -> None:
     args = sandbox._parents_first(["--ro-bind", "/usr/lib", "/usr/lib", "--bind", "/x", "/var/lib/data"])
-    made = [args[i + 3] for i in range(0, len(args), 4) if args[i] == "--perms" and args[i + 2] == "--dir"]
+    made = [args[i + 3] for i in range(len(args) - 3) if args[i] == "--perms" and args[i + 2] == "--dir"]
     assert made == ["/usr", "/var", "/var/lib"] and args[:2] == ["--perms", "0755"]
+    assert args.index("/var/lib") < args.index("/var/lib/data")
+
+
+def test_a_checkout_under_tmp_is_mounted_on_top_of_the_pods_own_tmp() -> None:
+    """A venv in /tmp/ci/main must not be hidden by the pod's tmpfs on /tmp (a CI clone under /tmp)."""
+    args = sandbox._parents_first(["--unshare-pid", "--ro-bind", "/tmp/ci/main/.venv", "/tmp/ci/main/.venv",
+                                   "--perms", "1777", "--size", "1024", "--tmpfs", "/tmp", "--chdir", "/"])
+    assert args[:3] == ["--unshare-pid", "--chdir", "/"]
+    tmpfs = args.index("--tmpfs")
+    assert args[tmpfs - 4:tmpfs + 2] == ["--perms", "1777", "--size", "1024", "--tmpfs", "/tmp"]
+    assert tmpfs < args.index("/tmp/ci") < args.index("/tmp/ci/main") < args.index("/tmp/ci/main/.venv")
 
 
 @pytest.mark.skipif(sandbox.available() is None, reason="bubblewrap is not installed")
@@ -114,7 +125,7 @@ def test_a_sandbox_shows_only_its_own_processes_and_an_image_root(tmp_path: Path
         await box.start()
         try:
             argv = box.enter_argv(["/bin/sh", "-c", "id -u; hostname; cat /etc/cfg/key; ps -e --no-headers | wc -l; "
-                                   f"ls {tmp_path} 2>&1; touch /etc/cfg/x 2>&1"],
+                                   f"ls {tmp_path} 2>&1; touch /etc/cfg/x 2>&1; unshare -Ur true 2>&1"],
                                   {"PATH": sandbox.PATH})
             proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
             out, _ = await proc.communicate()
@@ -125,3 +136,4 @@ def test_a_sandbox_shows_only_its_own_processes_and_an_image_root(tmp_path: Path
     lines = asyncio.run(run()).splitlines()
     assert lines[:4] == ["1000", "pod-a", "value", "4"], lines  # /pause, sh, and the pipeline: ps, wc
     assert "No such file or directory" in lines[4] and "Read-only file system" in lines[5], lines
+    assert "Operation not permitted" in lines[6], lines  # no user namespace of its own, as under a runtime's seccomp

@@ -51,6 +51,10 @@ USR_SKIPPED = ("local", "games", "include", "src")
 USR_LOCAL_KEPT = ("bin", "lib", "sbin")
 
 
+#: Installs seccomp.py's filter and execs its arguments (inside the pod: the package is in the image).
+SECCOMP_SCRIPT = str(Path(__file__).resolve().with_name("seccomp.py"))
+
+
 class SandboxError(Exception):
     """The sandbox tool is missing or failed: the container cannot start (a kubelet's CreateContainerError)."""
 
@@ -293,9 +297,10 @@ class PodSandbox:
         priv += [f"--bounding-set=-all,{','.join('+' + c for c in DEFAULT_CAPS)}" if self.who.root
                  else "--bounding-set=-all"]
         lead = ["/usr/bin/setsid"] if session else []  # a container's process leads its own session
+        filtered = [sys.executable, "-I", "-S", SECCOMP_SCRIPT, *argv]  # a runtime's seccomp default, then argv
         if env is None:
-            return [*enter, *priv, "--", *lead, "/bin/sh", EXEC_ENV, *argv]
-        return [*enter, *priv, "--", *lead, "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+            return [*enter, *priv, "--", *lead, "/bin/sh", EXEC_ENV, *filtered]
+        return [*enter, *priv, "--", *lead, "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *filtered]
 
     async def stop(self) -> None:
         """Kill the pause process: the kernel ends every process of the pod's PID namespace with it."""
@@ -326,16 +331,42 @@ def _cmdline(pid: int) -> list[bytes]:
         return []
 
 
-def _parents_first(args: list[str]) -> list[str]:
-    """The folders bwrap would create on the way to a mount point, made first with an image's 0755.
+_MOUNT_ARITY = {"--ro-bind": 2, "--bind": 2, "--symlink": 2, "--tmpfs": 1, "--dir": 1, "--proc": 1,
+                "--dev": 1}
+_MODIFIER_ARITY = {"--perms": 1, "--size": 1}  # apply to the next mount operation
+_FLAG_ARITY = {"--hostname": 1, "--chdir": 1, "--cap-drop": 1}
 
-    bwrap makes missing parents private (0700), and a non-root container could not
-    even reach ``/usr/lib`` through them.
+
+def _parents_first(args: list[str]) -> list[str]:
+    """Mounts ordered parents first, with the folders on the way made with an image's 0755.
+
+    bwrap applies mounts in order, so a tmpfs on ``/tmp`` listed after a bind of
+    ``/tmp/ci/main/.venv`` would hide it (a checkout under /tmp); ordering by the
+    target's depth puts every mount on top of its parent's. bwrap also makes
+    missing parents private (0700), and a non-root container could not even reach
+    ``/usr/lib`` through them, so those folders are made first, 0755.
     """
-    targets = {args[i + 2] for i, a in enumerate(args) if a in ("--ro-bind", "--bind", "--symlink")}
-    targets |= {args[i + 1] for i, a in enumerate(args) if a in ("--tmpfs", "--dir", "--proc", "--dev")}
+    flags: list[str] = []
+    mounts: list[tuple[str, list[str]]] = []  # (target, the operation with its modifiers)
+    pending: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _MODIFIER_ARITY:
+            pending += args[i:i + 2]
+            i += 2
+        elif arg in _MOUNT_ARITY:
+            n = _MOUNT_ARITY[arg]
+            op = pending + args[i:i + 1 + n]
+            mounts.append((args[i + n], op))
+            pending = []
+            i += 1 + n
+        else:
+            n = _FLAG_ARITY.get(arg, 0)
+            flags += args[i:i + 1 + n]
+            i += 1 + n
+    targets = {t for t, _ in mounts}
     parents = {str(p) for t in targets for p in Path(t).parents if str(p) != "/"} - targets
-    made: list[str] = []
-    for folder in sorted(parents, key=lambda p: (p.count("/"), p)):
-        made += ["--perms", "0755", "--dir", folder]
-    return made + args
+    mounts += [(folder, ["--perms", "0755", "--dir", folder]) for folder in sorted(parents)]
+    ordered = sorted(mounts, key=lambda m: m[0].rstrip("/").count("/"))  # stable: same depth keeps order
+    return flags + [a for _, op in ordered for a in op]
