@@ -105,6 +105,8 @@ def escapes(h: HostFacts) -> list[Escape]:
                f"{py} -c 'import ctypes,os,sys; r=ctypes.CDLL(None,use_errno=True).ptrace(16,1,0,0); "
                "print(os.strerror(ctypes.get_errno())); sys.exit(r)' && echo ESCAPED", DENIED),
         Escape("nsenter-pid-1", "nsenter -t 1 -m -u -i -n -p /bin/true && echo ESCAPED", DENIED),
+        Escape("user-namespace-root", "unshare -Ur id && echo ESCAPED", DENIED),
+        Escape("user-namespace-then-mount", "unshare -Urm sh -c 'mount -t tmpfs none /tmp' && echo ESCAPED", DENIED),
         Escape("proc-1-root", "ls /proc/1/root/ && echo ESCAPED", DENIED),
         Escape("become-root", f"{py} -c 'import os; os.setuid(0)' && echo ESCAPED", r"PermissionError|not permitted"),
         Escape("read-host-volumes", f"ls {h.state}/volumes && echo ESCAPED", NOT_THERE),

@@ -34,6 +34,8 @@ import signal
 import socket
 import sys
 
+from mlops_drill.cluster.processpods import seccomp  # stateless: the filter every sandboxed child installs
+
 #: What the platform's apps import; each is imported once here and shared by every child.
 PRELOAD = ("setproctitle", "numpy", "yaml", "httpx", "pydantic", "fastapi", "fastapi.responses", "starlette.middleware",
            "uvicorn", "uvicorn.config", "uvicorn.server", "uvicorn.main", "uvicorn.loops.asyncio",
@@ -141,6 +143,7 @@ def _enter_sandbox(sandbox: dict) -> None:
             os._exit(1)
         os.setsid()  # the container's process leads its own session, as its PID 1 would: signals go to its group
         _drop_to(int(sandbox["uid"]), int(sandbox["gid"]), tuple(sandbox.get("caps") or ()))
+        seccomp.install()  # as a runtime's default profile: no user namespaces of its own
         return
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the process group's signal reaches the container itself
