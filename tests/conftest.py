@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kind_fixtures import kind_session  # noqa: F401  (one kind cluster per session, for tests marked kind)
 
 
 @dataclass

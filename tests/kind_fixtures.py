@@ -70,6 +70,14 @@ def docker_or_skip() -> None:
             pytest.skip("kind tests need Docker: no docker or dockerd here (Debian: apt-get install docker.io)")
         if os.geteuid() != 0 and not shutil.which("docker"):
             pytest.skip("kind tests need Docker: no engine answers and starting dockerd needs root")
+    import shutil
+
+    from mlops_drill.cluster.kindbuild import rootfs
+
+    for tool, package, why in (("debootstrap", "debootstrap", "the node image's Debian rootfs"),
+                               ("go", "golang", "kind and the Kubernetes binaries")):
+        if not shutil.which(tool) and not rootfs.image_exists(f"{rootfs.NODE_BASE_IMAGE}:{rootfs.node_base_stamp()}"):
+            pytest.skip(f"kind tests need {tool} for the first build ({why}); Debian: apt-get install {package}")
     try:
         wrapper = gobuild.bin_dir() / "runcwrap"
         if engine.cap_sys_resource_missing() and not wrapper.is_file():

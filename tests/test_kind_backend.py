@@ -11,7 +11,6 @@ import uuid
 
 
 import pytest
-from kind_fixtures import kind_session  # noqa: F401  (session fixture)
 
 from mlops_drill.cluster.nodes import NODE_POOLS
 

@@ -1,0 +1,94 @@
+"""Catalogue scenarios on the kind backend, and the product on kind reached as an ``existing`` cluster.
+
+The same self-test as tests/test_scenarios.py (start -> symptom, nothing of the answer
+in the candidate's view -> the reference solution typed as the candidate fixes it, grade
+>= 90 -> reset to a healthy baseline), on real kubelets: pods are containers of the
+platform image, GPU faults act through the gRPC device plugin and each node's inventory
+file. Then one scenario again through ``--backend existing`` pointed at the kind kubeconfig.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
+
+from mlops_drill.scenarios.loader import load_catalogue
+
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(1200)]  # the first test also waits for the platform on kind
+CATALOGUE = load_catalogue()
+#: The scenarios whose self-test has passed on kind here; MLOPS_DRILL_KIND_SCENARIOS=all (or a comma list)
+#: runs others. Each costs 30-120 s on two cores, besides the platform's first start (about 5 min).
+PASSING_ON_KIND = ("bad-canary", "cold-start-regression", "cpu-fallback", "data-drift", "gpu-missing-toleration")
+KIND_SCENARIOS = os.environ.get("MLOPS_DRILL_KIND_SCENARIOS", ",".join(PASSING_ON_KIND))
+
+
+def _selected() -> list[str]:
+    if KIND_SCENARIOS == "all":
+        return sorted(CATALOGUE)
+    return [s for s in KIND_SCENARIOS.split(",") if s in CATALOGUE]
+
+
+def _candidate_kubectl(ctx, kubectl_path):
+    from mlops_drill.injector import baseline
+
+    env = {**os.environ, "KUBECONFIG": str(baseline.candidate_kubeconfig_path(ctx))}
+
+    def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(kubectl_path), *args], capture_output=True, text=True, timeout=60, env=env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result
+
+    return kubectl
+
+
+@pytest.fixture(scope="module")
+def kind_platform(kind_session):
+    """The healthy ML platform on the kind cluster (images built from the repo and loaded into the nodes)."""
+    from mlops_drill.injector import baseline
+    from mlops_drill.injector.context import context_for
+
+    ctx = context_for(kind_session.backend)
+    baseline.deploy(ctx, timeout=600)
+    return ctx
+
+
+def self_test(ctx, candidate, scenario_id: str) -> None:
+    from mlops_drill.injector import baseline, engine
+    import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
+
+    sc = CATALOGUE[scenario_id]
+    engine.start(ctx, scenario_id)  # raises when the symptom is not observable in time
+    try:
+        found = markers_in(candidate_view(candidate))
+        assert not found, f"with {scenario_id} live the candidate can read {found}"
+        before = engine.verify(ctx, record=False, wait=False)
+        assert not all(r.passed for r in before), f"fix checks pass before any fix: {before}"
+        assert_reference_solution_fixes(ctx, sc)
+    finally:
+        engine.reset(ctx)
+    assert baseline.unhealthy(ctx) == []
+
+
+@pytest.mark.parametrize("scenario_id", _selected())
+def test_scenario_self_test_on_kind(kind_platform, kind_session, scenario_id):
+    self_test(kind_platform, _candidate_kubectl(kind_platform, kind_session.kubectl_path), scenario_id)
+
+
+def test_a_scenario_through_the_existing_backend_on_the_kind_cluster(kind_platform, kind_session, tmp_path,
+                                                                     monkeypatch):
+    """`--backend existing --kubeconfig <kind's>`: the product on a cluster it did not make."""
+    from mlops_drill.cluster.backends.existing import ExistingBackend
+    from mlops_drill.injector import baseline
+    from mlops_drill.injector.context import DrillContext
+
+    monkeypatch.setenv("MLOPS_DRILL_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("PATH", f"{kind_session.kubectl_path.parent}{os.pathsep}{os.environ['PATH']}")
+    backend = ExistingBackend(name="kind-as-existing", kubeconfig=str(kind_session.kubeconfig))
+    info = backend.up(progress=False)
+    assert info.api_server == kind_session.backend.info().api_server
+    ctx = DrillContext(backend, kind_session.kubectl_path)
+    baseline.deploy(ctx, timeout=300)  # the images are already on the nodes (loaded by the kind backend)
+    self_test(ctx, _candidate_kubectl(ctx, kind_session.kubectl_path), "bad-canary")
