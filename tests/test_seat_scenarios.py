@@ -102,8 +102,13 @@ def test_scenario_self_test_on_a_seat(seats, scenario_id):
 
 
 def test_gpu_inventory_faults_are_the_ones_a_seat_cannot_run():
-    """The drill server refuses these scenarios for shared seats (see test_drills.py); keep the list honest."""
-    assert sorted(s for s in CATALOGUE if not _seat_ready(s)) == ["gpu-device-plugin-crash",
+    """The drill server refuses these scenarios for shared seats (see test_drills.py); keep the list honest.
+
+    Two edit the GPU inventory the shared node agent owns; gpu-allocated-idle's reference solution
+    reads each node's dcgm-exporter by node name, which a seat's gateway renames.
+    """
+    assert sorted(s for s in CATALOGUE if not _seat_ready(s)) == ["gpu-allocated-idle",
+                                                                  "gpu-device-plugin-crash",
                                                                   "gpu-driver-cuda-mismatch"]
 
 
