@@ -169,7 +169,8 @@ def test_training_epochs_read_as_a_busy_gpu(platform, cluster) -> None:
                     if f == "DCGM_FI_DEV_GPU_UTIL" and lab.get("namespace") == "training"
                     and lab.get("pod", "").startswith("fraud-train-")]
 
-        wait(training_util, timeout=60, what="fraud-train's GPU labelled with its pod")
+        # The Job's pod must be scheduled, sandboxed and sampled; a busy CI machine needs longer.
+        wait(training_util, timeout=180, what="fraud-train's GPU labelled with its pod")
         time.sleep(4)  # a few epochs (2 s each) inside the sampler's window
         readings = []
         for _ in range(8):

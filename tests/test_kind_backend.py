@@ -54,12 +54,16 @@ def test_pods_run_as_real_containers_with_dns_and_cluster_networking(kind_sessio
         kind_session.backend.prepare_images([])  # the platform image on every node
         kind_session.kubectl("apply", "-f", "-", input=json.dumps(manifest))
         kind_session.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod/server", "--timeout=180s", timeout=200)
-        probe = kind_session.kubectl(
-            "run", "probe", "-n", ns, "--rm", "-i", "--restart=Never", "--image=mlops-drill/platform:dev",
+        # A finished pod's logs, not `kubectl run --rm -i`: attaching races a container that is
+        # already done, and then prints nothing of its output.
+        kind_session.kubectl(
+            "run", "probe", "-n", ns, "--restart=Never", "--image=mlops-drill/platform:dev",
             "--image-pull-policy=IfNotPresent", "--overrides", json.dumps({"spec": {"nodeName": "cpu-node-0"}}),
             "--", "python3", "-c",
-            "import urllib.request; print(urllib.request.urlopen('http://server/', timeout=10).status)",
-            timeout=200)
+            "import urllib.request; print(urllib.request.urlopen('http://server/', timeout=10).status)")
+        kind_session.kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Succeeded", "pod/probe",
+                             "--timeout=180s", timeout=200)
+        probe = kind_session.kubectl("logs", "-n", ns, "probe")
         assert "200" in probe.stdout.split(), probe.stdout + probe.stderr
     finally:
         kind_session.kubectl("delete", "namespace", ns, "--wait=false", check=False)
