@@ -57,10 +57,14 @@ class McpSeat:
         self.scenario = started["scenario"]
         self.briefing = started["briefing"]
         self.time_limit_s = started["time_limit_s"]
+        self.moves: list[tuple[str, tuple, dict]] = []  # what the agent did, to replay over HTTP
+        self.ports: dict[int, list[str]] = {}  # move index -> local ports its port-forward printed
 
     def run(self, command: str, *, stdin: str | None = None, timeout_s: float = 120.0):
         from mlops_drill.server.client import CommandRefused, CommandResult
 
+        move = ("run", (command,), {"stdin": stdin, "timeout_s": timeout_s})
+        self.moves.append(move)
         arguments: dict[str, Any] = {"command": command, "timeout_s": timeout_s}
         if stdin is not None:
             arguments["stdin"] = stdin
@@ -70,13 +74,43 @@ class McpSeat:
             if "refused: " in text:
                 raise CommandRefused(text[text.index("refused: "):])
             raise AssertionError(f"run_command {command!r}: {text}")
-        return CommandResult(command=command, **result.structured_content)
+        answer = CommandResult(command=command, **result.structured_content)
+        self.ports[len(self.moves) - 1] = _FORWARDED.findall(answer.stdout)
+        return answer
 
     def hypothesize(self, text: str) -> int:
+        self.moves.append(("hypothesize", (text,), {}))
         return self.drill.ok("hypothesize", {"text": text})["seq"]
 
     def diagnose(self, text: str) -> int:
+        self.moves.append(("diagnose", (text,), {}))
         return self.drill.ok("diagnose", {"text": text})["seq"]
+
+
+_FORWARDED = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+
+
+def _replay(session, seat: "McpSeat") -> None:
+    """The same moves, in the same order, on an HTTP API session (refusals as the agent meets them).
+
+    A port-forward to ``:80`` gets a new local port each time: later commands are sent with the
+    port this session's port-forward printed where the MCP run's printed another.
+    """
+    from mlops_drill.server.client import CommandRefused
+
+    ports: dict[str, str] = {}
+    for index, (name, args, kwargs) in enumerate(seat.moves):
+        if name == "run":
+            command = args[0]
+            for old, new in ports.items():
+                command = command.replace(f"localhost:{old}", f"localhost:{new}")
+            args = (command,)
+        try:
+            answer = getattr(session, name)(*args, **kwargs)
+        except CommandRefused:
+            continue
+        if name == "run":
+            ports.update(zip(seat.ports.get(index, []), _FORWARDED.findall(answer.stdout)))
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +206,10 @@ def _comparable(graded: dict[str, Any]) -> dict[str, Any]:
     Left out: every time (``t`` of commands and hypotheses, ``times``, the ``time`` dimension's
     ``detail``, "0:18 of 15:00"), because two runs never take the same seconds. Masked in command
     lines and statements: local ports, pod name suffixes, Deployment revision numbers and sampled
-    account ids (see ``_RUN_SPECIFIC``). Everything else is compared as it is: the score, every
-    dimension's score, weight and contribution, deductions, each command's status, exit code,
+    account ids (see ``_RUN_SPECIFIC``). Also left out: each command's exit code, because the HTTP
+    side replays the MCP run's lines, and a line naming that run's pod or revision fails on the
+    second run where the object has another name. Everything else is compared as it is: the
+    score, every dimension's score, weight and contribution, deductions, each command's status,
     matched step and whether it changed something, the steps, missed steps, verification, the
     diagnosis and hypotheses with their verdicts.
     """
@@ -184,7 +220,7 @@ def _comparable(graded: dict[str, Any]) -> dict[str, Any]:
         "dimensions": [{k: v for k, v in d.items() if not (d["name"] == "time" and k == "detail")}
                        for d in graded["dimensions"]],
         "deductions": graded["deductions"],
-        "commands": [(_masked(c["line"]), c["tool"], c["status"], c["exit_code"], c["step"], c["phase"],
+        "commands": [(_masked(c["line"]), c["tool"], c["status"], c["step"], c["phase"],
                       c["mutation"], c["notes"]) for c in graded["commands"]],
         "steps": graded["steps"],
         "missed": graded["missed"],
@@ -212,7 +248,8 @@ def test_baseline_plays_a_scenario_over_mcp_and_grades_as_over_http(mcp_drill, a
     assert busy.is_error and "is running on this cluster: finish it first" in busy.content[0].text
     mcp_refusals = _refusals_mcp(mcp_drill)
     t1 = time.monotonic()
-    baseline.agent(McpSeat(mcp_drill, started))
+    seat = McpSeat(mcp_drill, started)
+    baseline.agent(seat)
     t_agent = time.monotonic() - t1
     t2 = time.monotonic()
     graded_mcp = mcp_drill.ok("finish", {"reset": True})
@@ -227,7 +264,9 @@ def test_baseline_plays_a_scenario_over_mcp_and_grades_as_over_http(mcp_drill, a
     with Client(agent_api[1]) as client:
         session = client.start(QUICK)
         http_refusals = _refusals_http(session)
-        baseline.agent(session)
+        # The agent's own path depends on timing (what it sees while a rollout settles), so the HTTP
+        # side replays exactly the commands and statements the agent sent over MCP.
+        _replay(session, seat)
         graded_http = session.finish(reset=True)
     print(f"HTTP run: {time.monotonic() - t3:.1f}s in all, score {graded_http['score']}")
 
