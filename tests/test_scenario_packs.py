@@ -156,8 +156,8 @@ def test_example_pack_passes_its_self_test(platform, cluster, plugin_path: str) 
 
 
 @pytest.mark.cluster
-def test_instructor_folder_outside_the_repo_validates_and_starts(platform, cluster, plugin_path: str,
-                                                                tmp_path: Path) -> None:
+def test_instructor_folder_outside_the_repo_validates_starts_and_self_tests(platform, cluster, plugin_path: str,
+                                                                           tmp_path: Path) -> None:
     pack = tmp_path / "course-pack"
     pack.mkdir()
     shutil.copy(PLUGIN_SCENARIO, pack)
@@ -177,3 +177,5 @@ def test_instructor_folder_outside_the_repo_validates_and_starts(platform, clust
     finally:
         reset = run("reset", "--name", cluster.backend.name, env=env, timeout=300)
     assert reset.returncode == 0 and "baseline restored" in reset.stdout, reset.stderr
+    selftest = run("scenario", "selftest", str(pack), "--name", cluster.backend.name, env=env, timeout=900)
+    assert selftest.returncode == 0 and "1/1 scenario(s) passed" in selftest.stdout, selftest.stdout + selftest.stderr
