@@ -16,35 +16,28 @@ def scratch_cluster(name: str, up: bool = True) -> Iterator["object"]:
     terminal): the cluster's daemons run in sessions of their own and would outlive the script.
     """
     from mlops_drill.cluster.backends.embedded import EmbeddedBackend
-    from mlops_drill.interrupts import shielded, stop_on_signals
 
-    with stop_on_signals(), tempfile.TemporaryDirectory() as state:
-        old = os.environ.get("MLOPS_DRILL_STATE")
-        os.environ["MLOPS_DRILL_STATE"] = state
-        backend = EmbeddedBackend(name=name)
-        try:
-            if up:
-                backend.up(progress=False)
-            yield backend
-        finally:
-            with shielded():
-                backend.down()
-                if old is None:
-                    os.environ.pop("MLOPS_DRILL_STATE", None)
-                else:
-                    os.environ["MLOPS_DRILL_STATE"] = old
+    with _scratch(EmbeddedBackend, name, up) as backend:
+        yield backend
 
 
 @contextlib.contextmanager
 def scratch_kind_cluster(name: str, up: bool = True) -> Iterator["object"]:
     """A KindBackend with its state in a temporary folder, deleted afterwards (signals included, as above)."""
     from mlops_drill.cluster.backends.kind import KindBackend
+
+    with _scratch(KindBackend, name, up) as backend:
+        yield backend
+
+
+@contextlib.contextmanager
+def _scratch(backend_class, name: str, up: bool) -> Iterator["object"]:
     from mlops_drill.interrupts import shielded, stop_on_signals
 
     with stop_on_signals(), tempfile.TemporaryDirectory() as state:
         old = os.environ.get("MLOPS_DRILL_STATE")
         os.environ["MLOPS_DRILL_STATE"] = state
-        backend = KindBackend(name=name)
+        backend = backend_class(name=name)
         try:
             if up:
                 backend.up(progress=False)

@@ -64,7 +64,7 @@ def grade(events: Iterable[Event] | Transcript, scenario: Scenario, *,
     return GradedTranscript(
         scenario=scenario.id, title=scenario.title, score=round(total, 1), dimensions=dims,
         deductions=deductions, commands=f.annotated, steps=_steps(f), missed=_missed(f),
-        strong_next=_strong_next(f), diagnosis=f.diagnosis, hypotheses=f.hypotheses,
+        strong_next=_strong_next(f, out), diagnosis=f.diagnosis, hypotheses=f.hypotheses,
         hints=f.hints, times=_times(f), verification=f.verification, tamper=tamper,
         timing_synthetic=f.synthetic_times, outcome=out.status, offline=f.offline)
 
@@ -138,15 +138,13 @@ def _ref(plan: Plan, sid: str) -> str:
     return f": `{line}`" if line else ""
 
 
-def _strong_next(f: Facts) -> list[str]:
+def _strong_next(f: Facts, out: rubric.Outcome) -> list[str]:
     """Concrete advice, earliest mistake first, each tied to a reference command."""
     plan, scenario = f.plan, f.scenario
     advice: list[str] = []
     by_index = {c.index: c for c in f.annotated}
     first_symptom = next((s for s in plan.steps if s.id in plan.symptom), None)
-    first_change = f.mutations[0] if f.mutations else None
-    reproduced = bool(f.symptom_idx) and (first_change is None or f.symptom_idx[0] < first_change)
-    if not reproduced and first_symptom:
+    if not rubric.symptom_reproduced(f) and first_symptom:
         advice.append("Reproduce the symptom before changing anything - "
                       f"{first_symptom.title.lower()}{_ref(plan, first_symptom.id)}")
     premature = rubric.blind_changes(f)
@@ -169,7 +167,7 @@ def _strong_next(f: Facts) -> list[str]:
         if verify:
             advice.append(f"After `{by_index[last_fix].line}` (#{last_fix}), re-check the symptom - "
                           f"{verify.title.lower()}{_ref(plan, verify.id)}")
-    if rubric.outcome(f).status == "claimed-healthy":
+    if out.status == "claimed-healthy":
         advice.append("A service that answers 200 can still be wrong: the briefing reports a "
                       "real incident, so keep looking until you find what the symptom comes from")
     if not f.diagnosis.accepted:

@@ -121,8 +121,7 @@ def order(f: Facts) -> Dim:
     else:
         precedence = 100.0 * progress(f)
     premature = blind_changes(f)
-    first_change = f.mutations[0] if f.mutations else None
-    reproduced = bool(f.symptom_idx) and (first_change is None or f.symptom_idx[0] < first_change)
+    reproduced = symptom_reproduced(f)
     rechecked = symptom_rechecked(f)
     quality = (ORDER_PARTS["precedence"] * precedence / 100
                + ORDER_PARTS["evidence_first"] * (0.0 if premature else 1.0)
@@ -256,6 +255,11 @@ def blind_change_points(f: Facts) -> list[tuple[int, float, str]]:
                else "the right kind of change, made before any evidence of the cause (a guess)")
         out.append((i, points, why))
     return out
+
+
+def symptom_reproduced(f: Facts) -> bool:
+    first = f.mutations[0] if f.mutations else None
+    return bool(f.symptom_idx) and (first is None or f.symptom_idx[0] < first)
 
 
 def symptom_rechecked(f: Facts) -> bool:

@@ -7,7 +7,6 @@ the control plane once.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import uuid
@@ -15,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubectl_runner import KubectlRunner
 from kind_fixtures import kind_session  # noqa: F401  (one kind cluster per session, for tests marked kind)
 
 
 @dataclass
-class Cluster:
+class Cluster(KubectlRunner):
     backend: "object"
     kubeconfig: Path
     kubectl_path: Path
@@ -28,17 +28,6 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.created = []
-
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
-        """Run the real kubectl against the session cluster."""
-        result = subprocess.run([str(self.kubectl_path), *args], capture_output=True, text=True, timeout=timeout,
-                                input=input, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
-        return result
-
-    def json(self, *args: str):
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def apply(self, manifest: str) -> None:
         self.kubectl("apply", "-f", "-", input=manifest)

@@ -6,7 +6,6 @@ where one can, they run: nothing here is mocked.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -14,28 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubectl_runner import KubectlRunner
 
 KIND_CLUSTER_NAME = "drill-kind-test"
 
 
 @dataclass
-class KindSession:
+class KindSession(KubectlRunner):
     backend: "object"
     cluster: "object"  # pytest_kind.KindCluster
     kubeconfig: Path
     kubectl_path: Path
     state: Path
-
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60,
-                input: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(self.kubectl_path), *args], capture_output=True, text=True, timeout=timeout,
-                                input=input, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
-        return result
-
-    def json(self, *args: str):
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def node_container(self, node: str) -> str:
         return self.backend.node_containers()[node]

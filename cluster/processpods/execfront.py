@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from mlops_drill.cluster.processpods.kubeproxy import pump
+
 log = logging.getLogger("mlops_drill.execfront")
 MAX_HEAD = 256 * 1024
 
@@ -57,20 +59,6 @@ def rewrite_head(head: bytes, rewrite: ExecRewriter) -> tuple[bytes | None, bool
     if not upgrade:  # one request per connection: a kept-alive connection's next request would pass unread
         headers = [h for h in headers if not h.lower().startswith("connection:")] + ["Connection: close"]
     return (f"{method} {target} {version}\r\n" + "\r\n".join(headers) + "\r\n\r\n").encode("latin-1"), upgrade, ""
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        try:
-            dst.close()
-        except Exception:
-            pass
 
 
 class ExecFront:
@@ -120,7 +108,7 @@ class ExecFront:
             status = await up_reader.readline()
             writer.write(status)
             if b" 101 " not in status:  # refused upgrade: answer it, then nothing more on this connection
-                await _pipe(up_reader, writer)
+                await pump(up_reader, writer)
                 up_writer.close()
                 return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))

@@ -33,6 +33,21 @@ def _alias_network() -> int:
     return random.Random().randint(100, 250)
 
 
+
+async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy one direction of a tunnelled connection until it ends, then close the other side."""
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        try:
+            dst.close()
+        except Exception:
+            pass
+
 class ServiceProxy:
     def __init__(self, table_file: Path, resolve: Resolver, mirror: Path | None = None,
                  on_change: Callable[[], None] = lambda: None) -> None:
@@ -183,20 +198,7 @@ class ServiceProxy:
             writer.close()
             return
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                try:
-                    dst.close()
-                except Exception:
-                    pass
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
     def _write_table(self) -> None:
         table: dict[str, str] = {}
