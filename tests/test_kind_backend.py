@@ -20,6 +20,10 @@ DEVICE_PLUGIN_NS = "gpu-operator"
 
 
 def test_the_catalogue_nodes_are_ready_on_containerd(kind_session):
+    # The node lifecycle controller lifts the not-ready taint a few seconds after a node turns Ready.
+    kind_session.wait_for("the not-ready taints lifted", lambda: not any(
+        t["key"] == "node.kubernetes.io/not-ready" for n in kind_session.json("get", "nodes")["items"]
+        for t in n["spec"].get("taints", [])), timeout=120)
     nodes = {n["metadata"]["name"]: n for n in kind_session.json("get", "nodes")["items"]}
     assert sorted(nodes) == sorted(spec.name for spec in NODE_POOLS)
     for spec in NODE_POOLS:
