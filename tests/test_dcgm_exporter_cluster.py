@@ -156,9 +156,13 @@ def test_idle_shadow_gpus_read_lower_than_productions(platform, cluster) -> None
 def test_training_epochs_read_as_a_busy_gpu(platform, cluster) -> None:
     """A fresh run of the training Job: its GPU carries its pod and reads busy while epochs run."""
     from mlops_drill.injector import baseline
+    from mlops_drill.injector.faults import _workload
 
     kubeconfig = baseline.candidate_kubeconfig_path(platform)
     cluster.kubectl("delete", "job", "fraud-train", "-n", "training", "--ignore-not-found", "--wait=true")
+    # Fresh: once an earlier run has finished all its epochs, its checkpoint would make a rerun
+    # resume at the last epoch and exit at once, before any sample could see its GPU busy.
+    _workload.clear_run_state(platform, baseline.find(platform, "Job", "fraud-train", "training"))
     baseline.restore(platform, "Job", "fraud-train", "training")
     pods = exporter_pods(cluster)
     with port_forward(cluster, kubeconfig, f"pod/{sorted(pods)[0]}", "gpu-operator", 9400) as first, \
@@ -169,8 +173,8 @@ def test_training_epochs_read_as_a_busy_gpu(platform, cluster) -> None:
                     if f == "DCGM_FI_DEV_GPU_UTIL" and lab.get("namespace") == "training"
                     and lab.get("pod", "").startswith("fraud-train-")]
 
-        # The Job's pod must be scheduled, sandboxed and sampled; a busy CI machine needs longer.
-        wait(training_util, timeout=180, what="fraud-train's GPU labelled with its pod")
+        # The Job's pod must be scheduled, sandboxed and sampled.
+        wait(training_util, timeout=90, what="fraud-train's GPU labelled with its pod")
         time.sleep(4)  # a few epochs (2 s each) inside the sampler's window
         readings = []
         for _ in range(8):

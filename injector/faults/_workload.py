@@ -8,6 +8,7 @@ Replacing the pod template first, then re-applying, restores it exactly.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from typing import Any, Iterable
 
@@ -67,3 +68,23 @@ def wait_gone(ctx: DrillContext, kind: str, name: str, namespace: str, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and ctx.get(kind, name, namespace) is not None:
         time.sleep(0.2)
+
+
+def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
+    """Today's run starts clean: yesterday's checkpoint and cost ledger go (process-backed nodes only).
+
+    Without this a run with checkpointing would resume from the last finished
+    run's final epoch and the ledger would count yesterday's GPU hours.
+    """
+    from mlops_drill.cluster.seats.names import namespace_prefix
+
+    state = ctx.backend.process_state
+    if state is None:
+        return
+    seat = namespace_prefix(ctx.backend.cluster_namespace(job["metadata"]["namespace"]))
+    for volume in job["spec"]["template"]["spec"].get("volumes") or []:
+        host = volume.get("hostPath", {}).get("path")
+        if host:
+            folder = state / "volumes" / "_host" / seat / host.strip("/")
+            if folder.is_dir():
+                shutil.rmtree(folder)

@@ -20,7 +20,6 @@ kubeconfig can see.
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ class DisableCheckpointing(Fault):
 
         daemons.stop(DAEMON, state)
         _delete_job(ctx, p.job, p.namespace)
-        _clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
+        wl.clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}=true", "--overwrite")
         ctx.apply([self.faulty_job(ctx)], manager=PIPELINE_MANAGER)
         args = ["--kubeconfig", str(ctx.kubeconfig), "--namespace", p.namespace, "--job", p.job,
@@ -112,7 +111,7 @@ class DisableCheckpointing(Fault):
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}-", check=False)
         _delete_job(ctx, p.job, p.namespace)
         doc = baseline.find(ctx, "Job", p.job, p.namespace)
-        _clear_run_state(ctx, doc)
+        wl.clear_run_state(ctx, doc)
         ctx.apply([doc])
 
 
@@ -127,23 +126,3 @@ def _delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
     """Delete the Job and wait for its pods too, so no old process still writes the shared volume."""
     ctx.kubectl("delete", "job", name, "-n", namespace, "--ignore-not-found", "--cascade=foreground",
                 "--wait=true", "--timeout=60s", timeout=90)
-
-
-def _clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
-    """Today's run starts clean: yesterday's checkpoint and cost ledger go (process-backed nodes only).
-
-    Without this a run with checkpointing would resume from the last finished
-    run's final epoch and the ledger would count yesterday's GPU hours.
-    """
-    from mlops_drill.cluster.seats.names import namespace_prefix
-
-    state = ctx.backend.process_state
-    if state is None:
-        return
-    seat = namespace_prefix(ctx.backend.cluster_namespace(job["metadata"]["namespace"]))
-    for volume in job["spec"]["template"]["spec"].get("volumes") or []:
-        host = volume.get("hostPath", {}).get("path")
-        if host:
-            folder = state / "volumes" / "_host" / seat / host.strip("/")
-            if folder.is_dir():
-                shutil.rmtree(folder)
