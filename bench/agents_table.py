@@ -32,7 +32,8 @@ def main() -> None:
     with scratch_cluster("bench-agents") as backend:
         ctx = context_for(backend)
         platform.deploy(ctx, timeout=120)
-        with serving(create_app(lambda: ctx)) as url, Client(url) as client:
+        app = create_app(lambda: ctx)
+        with serving(app) as url, Client(url, token=app.state.api_token) as client:
             ids, skipped = resolve_scenarios(",".join(args.only) if args.only else "all", client.scenarios())
             for sid in skipped:
                 stderr_log(f"{sid}: skipped, its fault is not implemented yet")

@@ -51,7 +51,7 @@ def api(agent_api):
 def client(api):
     from mlops_drill.server.client import Client
 
-    with Client(api[1]) as c:
+    with Client(api[1], token=api[0].state.api_token) as c:
         yield c
 
 
@@ -72,10 +72,11 @@ def _events(session, kind):
 
 
 def test_disallowed_commands_are_refused_with_one_line_and_recorded(drill, api):
-    url = api[1]
+    url, auth = api[1], {"Authorization": f"Bearer {api[0].state.api_token}"}
     before = len(_events(drill, "command"))
     for line in REFUSED:
-        response = httpx.post(f"{url}/api/v1/sessions/{drill.id}/commands", json={"command": line}, timeout=60)
+        response = httpx.post(f"{url}/api/v1/sessions/{drill.id}/commands", json={"command": line}, headers=auth,
+                              timeout=60)
         assert response.status_code == 400, (line, response.text)
         detail = response.json()["detail"]
         assert detail.startswith("refused: ") and "\n" not in detail, (line, detail)
@@ -248,6 +249,7 @@ def test_schemathesis_fuzzes_the_refusing_and_validating_endpoints(api, client, 
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
         live = {"session_id": session.id}
+        auth = {"Authorization": f"Bearer {app.state.api_token}"}
         both = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
         targets = [("/api/v1/sessions/{session_id}/commands", "POST", live, both),
                    ("/api/v1/sessions/{session_id}/hypotheses", "POST", live, both),
@@ -263,7 +265,7 @@ def test_schemathesis_fuzzes_the_refusing_and_validating_endpoints(api, client, 
                           suppress_health_check=list(HealthCheck))
                 @given(case=operation.as_strategy(mode, path_parameters=params))
                 def fuzz(case):
-                    response = case.call()
+                    response = case.call(headers=auth)
                     assert response.status_code in (200, 201, 400, 404, 409, 422), (case, response.text)
                     case.validate_response(response, checks=checks)
                 fuzz()

@@ -261,7 +261,7 @@ def test_baseline_plays_a_scenario_over_mcp_and_grades_as_over_http(mcp_drill, a
           f"({len(graded_mcp['commands'])} commands), finish+reset {t_finish:.1f}s, score {graded_mcp['score']}")
 
     t3 = time.monotonic()
-    with Client(agent_api[1]) as client:
+    with Client(agent_api[1], token=agent_api[0].state.api_token) as client:
         session = client.start(QUICK)
         http_refusals = _refusals_http(session)
         # The agent's own path depends on timing (what it sees while a rollout settles), so the HTTP

@@ -5,21 +5,26 @@ shared with the MCP server; this module is its HTTP face. One session runs per
 cluster: a second start while one runs is a 409; finish (optionally with
 ``reset``) frees the cluster.
 
-Every route is under ``/api/v1``; the OpenAPI schema is at ``/openapi.json``.
-Errors are ``{"detail": "<one line>"}``: 400 refused or invalid, 404 unknown
-session or scenario, 409 the session or cluster is busy or finished, 503 the
-scenario could not start.
+Every route is under ``/api/v1`` and needs ``Authorization: Bearer <token>``
+(:mod:`mlops_drill.server.auth`; 401 without it). The schema (``/openapi.json``)
+and its pages (``/docs``, ``/redoc``) stay open: they describe the routes, as
+docs/agent-api.md does, and hold no scenario, session or answer.
+Errors are ``{"detail": "<one line>"}``: 400 refused or invalid, 401 no or a
+wrong token, 404 unknown session or scenario, 409 the session or cluster is busy
+or finished, 503 the scenario could not start.
 """
 from __future__ import annotations
 
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Callable, Iterator, Literal
 
-from fastapi import APIRouter, Body, FastAPI, HTTPException
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Security
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_drill.grader.report import GradedTranscript
 from mlops_drill.grader.transcript import Event
+from mlops_drill.server.auth import BearerAuth, new_token
 from mlops_drill.server.drills import Drills, DrillRefusal
 
 API_PREFIX = "/api/v1"
@@ -120,9 +125,14 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(exc.status, exc.detail) from None
 
 
-def create_app(ctx_factory: Callable[[], Any]) -> FastAPI:
-    """The API over the cluster that ``ctx_factory()`` (a DrillContext) reaches; called once, lazily."""
+def create_app(ctx_factory: Callable[[], Any], token: str | None = None) -> FastAPI:
+    """The API over the cluster that ``ctx_factory()`` (a DrillContext) reaches; called once, lazily.
+
+    ``token`` is the bearer token every ``/api/v1`` request must carry; without
+    one a random token is made (``app.state.api_token``), so no app is ever open.
+    """
     drills = Drills(ctx_factory)
+    token = token or new_token()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -132,7 +142,10 @@ def create_app(ctx_factory: Callable[[], Any]) -> FastAPI:
     app = FastAPI(title="mlops-drill agent API", version="1", lifespan=lifespan,
                   description="Start a drill, run kubectl/curl as the on-call seat, state hypotheses and a "
                               "diagnosis, finish and get the graded transcript (same rubric as for people).")
-    api = APIRouter(prefix=API_PREFIX)
+    # The scheme is declared for the schema and /docs' "Authorize" button; BearerAuth below enforces it.
+    bearer = HTTPBearer(auto_error=False, description="the token serve-api wrote to its token file")
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Security(bearer)],
+                    responses={401: {"model": ErrorOut, "description": "no or a wrong bearer token"}})
 
     @api.get("/scenarios", response_model=list[ScenarioOut])
     def scenarios() -> list[ScenarioOut]:
@@ -190,5 +203,8 @@ def create_app(ctx_factory: Callable[[], Any]) -> FastAPI:
         return TranscriptOut(events=read.events, tamper=read.tamper)
 
     app.include_router(api)
+    app.add_middleware(BearerAuth, token=token,
+                       open_paths=(app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url))
     app.state.drill = drills
+    app.state.api_token = token
     return app

@@ -2,11 +2,14 @@
 
 Why the API binds to loopback only: every request runs a command as the seat,
 so it is as powerful as a shell on the drill cluster; reach it from elsewhere
-through your own tunnel, never by exposing it.
+through your own tunnel, never by exposing it. Why it also takes a bearer token:
+pods of the embedded backend share the host's loopback (see
+:mod:`mlops_drill.server.auth`).
 """
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from typing import Any, Optional
 
@@ -17,6 +20,8 @@ from mlops_drill.errors import DrillError
 BackendOpt = typer.Option("embedded", "--backend", "-b", help="embedded | kind | existing")
 NameOpt = typer.Option("mlops-drill", "--name", help="cluster name")
 HOST = "127.0.0.1"
+TokenOpt = typer.Option(None, "--token", envvar="MLOPS_DRILL_API_TOKEN", show_envvar=True,
+                        help="the API's bearer token (a command-line argument shows in `ps`: prefer the env var)")
 
 
 def _ctx_factory(backend: str, name: str):
@@ -32,19 +37,46 @@ def _ctx_factory(backend: str, name: str):
     return make
 
 
+def _listen(port: int) -> socket.socket:
+    """Bind here rather than in uvicorn: the token file is named after the bound port (``--port 0`` too)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        raise DrillError(f"--port {port}: cannot listen on {HOST}:{port} ({exc.strerror})") from None
+    sock.listen(2048)
+    return sock
+
+
 def serve_api(port: int = typer.Option(8765, "--port", "-p", help="TCP port on 127.0.0.1 (0: any free port)"),
-              backend: str = BackendOpt, name: str = NameOpt) -> None:
-    """Serve the agent API (OpenAPI at /openapi.json) for the cluster; Ctrl-C stops it."""
+              token: Optional[str] = TokenOpt, backend: str = BackendOpt, name: str = NameOpt) -> None:
+    """Serve the agent API (OpenAPI at /openapi.json) for the cluster, behind a bearer token; Ctrl-C stops it."""
     import uvicorn
 
     from mlops_drill.server import create_app
+    from mlops_drill.server.auth import TOKEN_ENV, checked_token, new_token, remove_token_file, write_token_file
 
     if not 0 <= port <= 65535:
         raise DrillError(f"--port {port}: expected 0-65535")
+    token = checked_token(token, f"--token / ${TOKEN_ENV}") if token else new_token()
     factory = _ctx_factory(backend, name)
     factory()  # fail now, with the cluster's own error, rather than on the first request
-    print(f"agent API on http://{HOST}:{port}/api/v1 (schema: /openapi.json) for cluster {name}", file=sys.stderr)
-    uvicorn.run(create_app(factory), host=HOST, port=port, log_level="warning")
+    sock = _listen(port)
+    bound = sock.getsockname()[1]
+    token_path = write_token_file(bound, token)
+    base = f"http://{HOST}:{bound}"
+    # The token itself is never printed: stderr often ends up in a log file.
+    print(f"agent API on {base}/api/v1 (schema: /openapi.json, /docs) for cluster {name}\n"
+          f"bearer token in {token_path} (mode 0600; the Python client and `benchmark --url` read it there), "
+          f"or:\n  export {TOKEN_ENV}=\"$(cat {token_path})\"\n"
+          f"  curl -H \"Authorization: Bearer ${TOKEN_ENV}\" {base}/api/v1/scenarios", file=sys.stderr)
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(factory, token=token), log_level="warning")).run(sockets=[sock])
+    finally:
+        remove_token_file(token_path, token)
+        sock.close()
 
 
 def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE taking a client Session"),
@@ -53,7 +85,7 @@ def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE ta
                                                                     "default: one in-process for the cluster"),
               fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | json"),
               reset: bool = typer.Option(True, "--reset/--no-reset", help="restore the baseline after each run"),
-              backend: str = BackendOpt, name: str = NameOpt) -> None:
+              token: Optional[str] = TokenOpt, backend: str = BackendOpt, name: str = NameOpt) -> None:
     """Run an agent across scenarios (start, agent, finish, reset) and print the graded table."""
     from mlops_drill.server.benchmark import load_agent, resolve_scenarios, rows_table, run_benchmark, stderr_log
     from mlops_drill.server.client import Client
@@ -67,8 +99,10 @@ def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE ta
 
             factory = _ctx_factory(backend, name)
             ctx = factory()
-            url = stack.enter_context(serving(create_app(lambda: ctx)))
-        client = stack.enter_context(Client(url))
+            app = create_app(lambda: ctx)  # its own random token, handed to its client only
+            url, token = stack.enter_context(serving(app)), app.state.api_token
+        # --url: the token given, else $MLOPS_DRILL_API_TOKEN, else the token file of that local port
+        client = stack.enter_context(Client(url, token=token))
         ids, skipped = resolve_scenarios(scenarios, client.scenarios())
         for sid in skipped:
             stderr_log(f"{sid}: skipped, its fault is not implemented yet")

@@ -4,6 +4,10 @@ Why a refusal raises and a failing command does not: a command that ran and
 failed (exit 1, ``NotFound``) is evidence the agent reasons about, and it is in
 the transcript like any other; a refused one never ran, so carrying on as if it
 had would be a bug in the agent.
+
+Why the client finds its token itself: the API refuses every request without
+one (:mod:`mlops_drill.server.auth`), and an agent's author should not need to
+read serve-api's output to get ``Client("http://127.0.0.1:8765")`` working.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 import httpx
 
 from mlops_drill.errors import DrillError
+from mlops_drill.server.auth import find_token
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT_S = 900.0  # starting a scenario waits for its symptom; finishing waits for fix checks
@@ -65,11 +70,19 @@ def _first_line(text: str) -> str:
 
 
 class Client:
-    """One API server. ``transport`` lets a test or benchmark talk to an in-process app."""
+    """One API server. ``transport`` lets a test or benchmark talk to an in-process app.
 
-    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+    ``token``: the server's bearer token; without it, ``$MLOPS_DRILL_API_TOKEN``,
+    else the token file serve-api wrote for that local port. With none found
+    the server's 401 says what is missing.
+    """
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        token = token or find_token(base_url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                 headers=headers)
 
     def close(self) -> None:
         self.http.close()
