@@ -64,6 +64,7 @@ class ProcessKubelet:
             sandbox_image=sandbox.image_args() if sandboxed else None,
             run_dir=run_dir, api_port=_api_port(api), service_env=self.proxy.service_env,
             hosts_for=self.proxy.hosts_for, artifacts=self.artifacts if sandboxed else None,
+            pods_cgroup=_pods_cgroup(state) if sandboxed else None,
         )
         (state / "gpu").mkdir(parents=True, exist_ok=True)
         (state / "services.json").write_text("{}")
@@ -188,3 +189,11 @@ class ProcessKubelet:
         if self.kubelet.zygote is not None:
             await self.kubelet.zygote.stop()
         self.proxy.close()
+
+
+def _pods_cgroup(state: Path) -> Path | None:
+    """The cgroup the cluster's firewall rule names (made by the backend before this agent starts), if any."""
+    from mlops_drill.cluster.processpods import firewall
+
+    group = firewall.pods_cgroup(str(state))
+    return group if group is not None and (group / "cgroup.procs").is_file() else None

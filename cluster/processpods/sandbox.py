@@ -163,6 +163,7 @@ class PodSandbox:
     image: list[str]  # image_args()
     nvidia_smi: Path | None = None  # the per-pod nvidia-smi script, for containers granted GPUs
     gpu_dir: Path | None = None  # the node agent's GPU state folder, seen at RUN_DIR/gpu
+    cgroup: Path | None = None  # the cluster's pods cgroup: every process entering the pod joins it first
     proc: asyncio.subprocess.Process | None = None
     pid: int = 0  # host pid of the sandbox's PID 1 (what nsenter and setns target)
     etc: dict[str, str] = field(default_factory=dict)
@@ -296,6 +297,8 @@ class PodSandbox:
                 "--no-new-privs", "--inh-caps=-all"]
         priv += [f"--bounding-set=-all,{','.join('+' + c for c in DEFAULT_CAPS)}" if self.who.root
                  else "--bounding-set=-all"]
+        if self.cgroup is not None:  # joined on the host, before nsenter: inside there is no /sys to join from
+            enter = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.cgroup / "cgroup.procs"), *enter]
         lead = ["/usr/bin/setsid"] if session else []  # a container's process leads its own session
         filtered = [sys.executable, "-I", "-S", SECCOMP_SCRIPT, *argv]  # a runtime's seccomp default, then argv
         if env is None:

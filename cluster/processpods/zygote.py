@@ -125,6 +125,9 @@ def _enter_sandbox(sandbox: dict) -> None:
 
     libc = _libc()
     target = int(sandbox["pid"])
+    if sandbox.get("cgroup"):  # the pods' cgroup, joined while /sys is still the host's (firewall.py)
+        with open(os.path.join(sandbox["cgroup"], "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
     handles = [os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY) for ns in ("ipc", "uts", "pid", "mnt")]
     expected = os.readlink(f"/proc/{target}/exe") if os.path.exists(f"/proc/{target}") else ""
     try:
