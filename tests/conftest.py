@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from kubectl_runner import KubectlRunner
-from kind_fixtures import kind_session  # noqa: F401  (one kind cluster per session, for tests marked kind)
+from kind_fixtures import kind_platform, kind_session  # noqa: F401  (one kind cluster and platform per session)
 
 
 @dataclass

@@ -117,3 +117,29 @@ def kind_session(tmp_path_factory):
                 os.environ.pop("MLOPS_DRILL_STATE", None)
             else:
                 os.environ["MLOPS_DRILL_STATE"] = old
+
+
+@pytest.fixture(scope="session")
+def kind_platform(kind_session):
+    """The healthy ML platform on the kind cluster (images built from the repo and loaded into the nodes)."""
+    from mlops_drill.injector import baseline
+    from mlops_drill.injector.context import context_for
+
+    ctx = context_for(kind_session.backend)
+    baseline.deploy(ctx, timeout=600)
+    return ctx
+
+
+def candidate_kubectl(ctx, kubectl_path):
+    """The real kubectl with the candidate's kubeconfig on ``ctx``'s cluster (what `mlops-drill shell` hands out)."""
+    from mlops_drill.injector import baseline
+
+    env = {**os.environ, "KUBECONFIG": str(baseline.candidate_kubeconfig_path(ctx))}
+
+    def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(kubectl_path), *args], capture_output=True, text=True, timeout=60, env=env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result
+
+    return kubectl

@@ -9,10 +9,10 @@ file. Then one scenario again through ``--backend existing`` pointed at the kind
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
+from kind_fixtures import candidate_kubectl
 
 from mlops_drill.scenarios.loader import load_catalogue
 
@@ -29,31 +29,6 @@ def _selected() -> list[str]:
     if KIND_SCENARIOS == "all":
         return sorted(CATALOGUE)
     return [s for s in KIND_SCENARIOS.split(",") if s in CATALOGUE]
-
-
-def _candidate_kubectl(ctx, kubectl_path):
-    from mlops_drill.injector import baseline
-
-    env = {**os.environ, "KUBECONFIG": str(baseline.candidate_kubeconfig_path(ctx))}
-
-    def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(kubectl_path), *args], capture_output=True, text=True, timeout=60, env=env)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-        return result
-
-    return kubectl
-
-
-@pytest.fixture(scope="module")
-def kind_platform(kind_session):
-    """The healthy ML platform on the kind cluster (images built from the repo and loaded into the nodes)."""
-    from mlops_drill.injector import baseline
-    from mlops_drill.injector.context import context_for
-
-    ctx = context_for(kind_session.backend)
-    baseline.deploy(ctx, timeout=600)
-    return ctx
 
 
 def self_test(ctx, candidate, scenario_id: str) -> None:
@@ -75,7 +50,7 @@ def self_test(ctx, candidate, scenario_id: str) -> None:
 
 @pytest.mark.parametrize("scenario_id", _selected())
 def test_scenario_self_test_on_kind(kind_platform, kind_session, scenario_id):
-    self_test(kind_platform, _candidate_kubectl(kind_platform, kind_session.kubectl_path), scenario_id)
+    self_test(kind_platform, candidate_kubectl(kind_platform, kind_session.kubectl_path), scenario_id)
 
 
 def test_a_scenario_through_the_existing_backend_on_the_kind_cluster(kind_platform, kind_session, tmp_path,
@@ -92,4 +67,4 @@ def test_a_scenario_through_the_existing_backend_on_the_kind_cluster(kind_platfo
     assert info.api_server == kind_session.backend.info().api_server
     ctx = DrillContext(backend, kind_session.kubectl_path)
     baseline.deploy(ctx, timeout=300)  # the images are already on the nodes (loaded by the kind backend)
-    self_test(ctx, _candidate_kubectl(ctx, kind_session.kubectl_path), "bad-canary")
+    self_test(ctx, candidate_kubectl(ctx, kind_session.kubectl_path), "bad-canary")

@@ -13,23 +13,17 @@ The golden tests show what a user sees with `kubectl exec deploy/fraud-model`.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+# The attempts that hold wherever a pod is a container are shared with tests/test_kind_pod_sandbox.py.
+from escape_attempts import (DENIED, NOT_THERE, REPO, RESET, Escape, answer_key, check_escape,  # noqa: F401
+                             container_runtime_socket, host_home, image_writes, list_dir, privilege_attempts,
+                             ptrace_pid_1, read_file, signal_absent_pid)
 
 pytestmark = pytest.mark.cluster
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Escape:
-    name: str
-    script: str  # POSIX sh; prints ESCAPED when the attempt worked
-    fails_with: str  # regex of what a container answers instead
 
 
 @dataclass(frozen=True)
@@ -49,23 +43,15 @@ class HostFacts:
     etcdctl: str
 
 
-NOT_THERE = r"No such file or directory|not found|cannot access"
-DENIED = r"Operation not permitted|Permission denied|permission denied|must be superuser|Read-only file system"
-RESET = r"reset|refused|Couldn't connect|Empty reply|Recv failure"
-
-
 def escapes(h: HostFacts) -> list[Escape]:
     py = sys.executable  # the runtime is in the image, at the path the platform's packages expect
     return [
-        Escape("read-admin-kubeconfig", f"cat {h.admin_kubeconfig} && echo ESCAPED", NOT_THERE),
-        Escape("read-other-kubeconfig", f"cat {h.other_kubeconfig} && echo ESCAPED", NOT_THERE),
-        Escape("list-engine-state", f"ls {h.state} && echo ESCAPED", NOT_THERE),
-        Escape("read-scenario-file", f"cat {REPO}/scenarios/catalogue/gpu-missing-toleration.yaml && echo ESCAPED",
-               NOT_THERE),
-        Escape("list-scenario-catalogue", f"ls {REPO}/scenarios && echo ESCAPED", NOT_THERE),
-        Escape("list-repo-tests", f"ls {REPO}/tests && echo ESCAPED", NOT_THERE),
-        Escape("read-cluster-ca-key", f"cat {h.pki}/admin.key && echo ESCAPED", NOT_THERE),
-        Escape("read-host-home", "ls /root/.cache /root/.kube && echo ESCAPED", NOT_THERE),
+        read_file("read-admin-kubeconfig", h.admin_kubeconfig),
+        read_file("read-other-kubeconfig", h.other_kubeconfig),
+        list_dir("list-engine-state", h.state),
+        *answer_key(REPO),
+        read_file("read-cluster-ca-key", h.pki / "admin.key"),
+        host_home(),
         Escape("read-instructor-token-from-environ",
                "(env; cat /proc/*/environ) 2>&1 | grep -a -E 'INSTRUCTOR_TOKEN|MLOPS_DRILL_STATE' && echo ESCAPED; "
                "cat /proc/1/environ", DENIED),
@@ -74,7 +60,7 @@ def escapes(h: HostFacts) -> list[Escape]:
                "| grep -E 'kube-apiserver|etcd|kwok|cluster[.]agent|processpods[.]zygote' && echo ESCAPED; "
                "ls /proc/999999", NOT_THERE),
         Escape("signal-pid-1", "kill -9 1 && echo ESCAPED", DENIED),
-        Escape("signal-node-agent", f"kill -0 {h.agent_pid} && echo ESCAPED", r"No such process"),
+        signal_absent_pid("signal-node-agent", h.agent_pid),
         Escape("etcdctl-on-loopback", f"{h.etcdctl} --endpoints=127.0.0.1:{h.etcd_port} get / --prefix && echo ESCAPED",
                NOT_THERE),
         Escape("curl-etcd-client-port",
@@ -95,23 +81,12 @@ def escapes(h: HostFacts) -> list[Escape]:
         Escape("zygote-socket",
                f"grep -a mlops-drill-zygote /proc/net/unix && echo ESCAPED; ls {h.state}/zygote && echo ESCAPED",
                NOT_THERE),
-        Escape("write-image-usr", "touch /usr/bin/escaped && echo ESCAPED", DENIED),
-        Escape("write-etc-passwd", "echo 'x:x:0:0::/:/bin/sh' >> /etc/passwd && echo ESCAPED", DENIED),
-        Escape("write-platform-code", f"touch {REPO}/mlplatform/escaped.py && echo ESCAPED", DENIED),
-        Escape("write-root-folder", "mkdir /escaped && echo ESCAPED", DENIED),
-        Escape("mount-tmpfs", "mount -t tmpfs none /tmp && echo ESCAPED", DENIED),
-        Escape("chroot", "chroot / /bin/true && echo ESCAPED", DENIED),
-        Escape("ptrace-pid-1",
-               f"{py} -c 'import ctypes,os,sys; r=ctypes.CDLL(None,use_errno=True).ptrace(16,1,0,0); "
-               "print(os.strerror(ctypes.get_errno())); sys.exit(r)' && echo ESCAPED", DENIED),
-        Escape("nsenter-pid-1", "nsenter -t 1 -m -u -i -n -p /bin/true && echo ESCAPED", DENIED),
-        Escape("user-namespace-root", "unshare -Ur id && echo ESCAPED", DENIED),
-        Escape("user-namespace-then-mount", "unshare -Urm sh -c 'mount -t tmpfs none /tmp' && echo ESCAPED", DENIED),
+        *image_writes(str(REPO / "mlplatform")),
+        *privilege_attempts(py),
+        ptrace_pid_1(py),
         Escape("proc-1-root", "ls /proc/1/root/ && echo ESCAPED", DENIED),
-        Escape("become-root", f"{py} -c 'import os; os.setuid(0)' && echo ESCAPED", r"PermissionError|not permitted"),
-        Escape("read-host-volumes", f"ls {h.state}/volumes && echo ESCAPED", NOT_THERE),
-        Escape("container-runtime-socket", "ls /var/run/docker.sock /run/containerd && echo ESCAPED", NOT_THERE),
-        Escape("kernel-log", "dmesg && echo ESCAPED", DENIED),
+        list_dir("read-host-volumes", h.state / "volumes"),
+        container_runtime_socket(),
     ]
 
 
@@ -134,16 +109,6 @@ def host_facts(backend, other_kubeconfig: Path) -> HostFacts:
         agent_pid=daemons.running_pid(backend.state / "pids" / "agent.pid") or 1,
         etcdctl=str(found.get("etcdctl", "etcdctl")),
     )
-
-
-def check_escape(escape: Escape, exec_sh) -> None:
-    """Run one attempt with ``exec_sh(script) -> (stdout, stdout + stderr)`` and say how it failed.
-
-    ESCAPED is looked for in stdout only: kubectl's error for a failed command quotes the command.
-    """
-    stdout, out = exec_sh(escape.script)
-    assert "ESCAPED" not in stdout, f"{escape.name}: the attempt worked:\n{out}"
-    assert re.search(escape.fails_with, out), f"{escape.name}: not refused as a container would be:\n{out}"
 
 
 # ------------------------------------------------------------------------------------ solo mode
@@ -267,3 +232,4 @@ def test_nvidia_smi_in_gpu_pod_and_device_plugin(candidate, fraud_pod) -> None:
     assert len(one) == 1 and one[0].startswith("GPU 0: NVIDIA H100"), one
     plugin = candidate("exec", "-n", "gpu-operator", "ds/nvidia-device-plugin-daemonset", "--", "nvidia-smi", "-L")
     assert len(plugin.stdout.splitlines()) >= 2, plugin.stdout
+

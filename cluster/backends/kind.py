@@ -25,6 +25,11 @@ from mlops_drill.errors import DrillError
 GPU_STATE_FILE = "/etc/mlops-drill/gpu.json"
 # Mounted by the plugin's Allocate at /usr/bin/nvidia-smi; runs in our platform image's Python.
 NVIDIA_SMI_LAUNCHER = '#!/bin/sh\nexec python3 -m mlops_drill.cluster.gpu.nvidia_smi "$@"\n'
+#: The platform's hostPath folders on GPU nodes (fraud-train's checkpoints and ledger), made ahead and
+#: owned by the image's user (uid 1000): a kubelet would create them root-owned, unwritable to the pod.
+#: The embedded kubelet does the same for its pods' host folders.
+POD_HOST_FOLDERS = ("/var/lib/mlops-drill/fraud-train",)
+POD_UID = 1000
 
 
 def docker_available() -> tuple[bool, str]:
@@ -251,6 +256,8 @@ class KindBackend(Backend):
 
         for node in nodes:
             self._put_file(node, str(DEFAULT_NVIDIA_SMI_HOST_PATH), NVIDIA_SMI_LAUNCHER, mode="0755")
+            self._on_node(node, " && ".join(f"mkdir -p {f} && chown {POD_UID}:{POD_UID} {f}"
+                                            for f in POD_HOST_FOLDERS), "")
         core = client.CoreV1Api(api_client(self.kubeconfig()))
         DeviceManager(core, self.state / "gpu-state.json", tuple(nodes)).ensure_inventory()
         self.publish_gpu_inventory(core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE).data or {})

@@ -46,7 +46,9 @@ def kind_config(nodes: tuple[NodeSpec, ...] = NODE_POOLS) -> dict:
         })
     cluster_patches = [
         # kubelet 1.36 refuses cgroup v1 hosts unless told otherwise; on cgroup v2 this changes nothing
-        yaml.safe_dump({"kind": "KubeletConfiguration", "failCgroupV1": False}),
+        # seccompDefault: every container gets the runtime's default seccomp profile, as hardened
+        # clusters do (no user namespaces, mounts or kernel log from a pod; embedded pods have the same)
+        yaml.safe_dump({"kind": "KubeletConfiguration", "failCgroupV1": False, "seccompDefault": True}),
         # kubeadm 1.36 names CoreDNS v1.14.2; the locally built image is the proxy's nearest, v1.14.3
         yaml.safe_dump({"kind": "ClusterConfiguration", "dns": {"imageTag": COREDNS_VERSION}}),
     ]

@@ -19,7 +19,8 @@ from mlops_drill.cluster.kindbuild.steps import Step, digest, kind_cache, run
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORM_IMAGE = "mlops-drill/platform:dev"
-SOURCE_DIRS = ("mlops_drill", "cluster", "injector", "grader", "scenarios", "mlplatform")
+#: What the image holds: never the scenarios, the injector or the grader (the answer key), see the Dockerfile.
+SOURCE_DIRS = ("mlops_drill", "cluster", "mlplatform")
 SOURCE_FILES = ("Dockerfile", "pyproject.toml", "setup.py", "README.md")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
