@@ -18,6 +18,7 @@ from pathlib import Path
 
 import kopf
 
+from mlops_drill.cluster.config import saved_config
 from mlops_drill.cluster.gpu import activity
 from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE, DeviceManager
 from mlops_drill.cluster.nodes import GPU_NODES
@@ -125,7 +126,9 @@ def run(state: Path, kubeconfig: Path, front_port: int = 0, upstream: str = "", 
     for noisy in ("kopf", "httpx", "httpcore", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     KUBELET = ProcessKubelet(state, kubeconfig)
-    DEVICES = DeviceManager(KUBELET.kubelet.core, KUBELET.kubelet.gpu_state_file, GPU_NODES)
+    # The GPU products `cluster up --config` chose, kept in the state folder for this process.
+    products = saved_config(state).products()
+    DEVICES = DeviceManager(KUBELET.kubelet.core, KUBELET.kubelet.gpu_state_file, GPU_NODES, products)
     if front_port and upstream and pki is not None:
         host, _, port = upstream.rpartition(":")
         FRONT = (ExecFront(_exec_rewriter, (host, int(port)), pki), front_port)

@@ -87,17 +87,18 @@ def node_manifest(spec: NodeSpec) -> dict:
     }
 
 
-def ensure_nodes(api) -> list[str]:
+def ensure_nodes(api, pools: tuple[NodeSpec, ...] = NODE_POOLS) -> list[str]:
     """Create the node pools that are missing; returns the names created.
 
-    ``api`` is a ``kubernetes.client.CoreV1Api``. Existing nodes are left as
-    they are, so a drill in progress keeps its state across ``cluster up``.
+    ``api`` is a ``kubernetes.client.CoreV1Api``; ``pools`` the node pools with the
+    cluster config's GPU products (``ClusterConfig.node_pools``). Existing nodes are
+    left as they are, so a drill in progress keeps its state across ``cluster up``.
     """
     from kubernetes.client.exceptions import ApiException
 
     existing = {n.metadata.name for n in api.list_node().items}
     created = []
-    for spec in NODE_POOLS:
+    for spec in pools:
         if spec.name in existing:
             continue
         try:

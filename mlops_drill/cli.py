@@ -76,19 +76,28 @@ def toolchain_status() -> None:
         out.print(f"{component.name:<24} missing (will be built into {build_dir()})")
 
 
-def _backend(backend: str, name: str, kubeconfig: Optional[str], context: Optional[str]):
+def _backend(backend: str, name: str, kubeconfig: Optional[str], context: Optional[str], config=None):
     from mlops_drill.cluster.backends import get_backend
 
-    return get_backend(backend, name=name, kubeconfig=kubeconfig, context=context)
+    return get_backend(backend, name=name, kubeconfig=kubeconfig, context=context, config=config)
 
 
 @cluster_app.command("up")
 def cluster_up(backend: str = BackendOpt, name: str = NameOpt,
-               kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt) -> None:
+               kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+               config: Optional[str] = typer.Option(
+                   None, "--config", metavar="FILE",
+                   help="cluster config YAML, e.g. `gpu_products: {gpu-node-1: H200}` (H100, H200, A100); "
+                        "kept for later commands")) -> None:
     """Start the cluster (or reuse a running one) with its four node pools."""
     from mlops_drill.interrupts import up_cleaned_on_interrupt
 
-    info = up_cleaned_on_interrupt(_backend(backend, name, kubeconfig, context), progress=True)
+    chosen = None
+    if config is not None:
+        from mlops_drill.cluster.config import load_config
+
+        chosen = load_config(config)
+    info = up_cleaned_on_interrupt(_backend(backend, name, kubeconfig, context, chosen), progress=True)
     print(info.summary())
 
 

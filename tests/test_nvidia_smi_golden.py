@@ -57,6 +57,8 @@ SAMPLE_BLOCK = re.compile(r".* Samples$")
 XML_TAGS = {"timestamp", "serial", "pdi", "module_id", "pci_bus", "pci_device", "tx_util", "rx_util",
             "gpu_temp", "gpu_temp_tlimit", "memory_temp", "average_power_draw",
             "instant_power_draw", "replay_counter", "sram_correctable"}
+XML_HEX_TAGS = {"pci_bus", "pci_device"}
+HEX = re.compile(r"\b[0-9A-Fa-f]+\b")
 XML_BLOCK_TAGS = {("clocks", t) for t in ("graphics_clock", "sm_clock", "mem_clock", "video_clock")}
 CSV_FIELDS = {"temperature.gpu", "power.draw [W]", "clocks.current.sm [MHz]"}
 DMON_COLUMNS = {1, 2, 3, 11}  # pwr, gtemp, mtemp, pclk
@@ -79,7 +81,9 @@ def _mask_q_line(line: str, block: str) -> str:
 def _mask_xml_line(line: str, parent: str) -> str:
     m = re.match(r"^(\t*)<([a-z_0-9]+)>(.*)</\2>$", line)
     if m and (m.group(2) in XML_TAGS or (parent, m.group(2)) in XML_BLOCK_TAGS):
-        return f"{m.group(1)}<{m.group(2)}>{NUMBER.sub('<n>', m.group(3))}</{m.group(2)}>"
+        # bus and device are bare hex ("1B"), which NUMBER would only half mask
+        pattern = HEX if m.group(2) in XML_HEX_TAGS else NUMBER
+        return f"{m.group(1)}<{m.group(2)}>{pattern.sub('<n>', m.group(3))}</{m.group(2)}>"
     return line
 
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+GPU_LABEL = "nvidia.com/gpu.product"
+
+
 @dataclass(frozen=True)
 class ComponentHealth:
     name: str
@@ -50,6 +53,8 @@ class ClusterStatus:
     components: list[ComponentHealth]
     nodes: list[NodeState]
     problem: str = ""
+    #: GPU node -> product the cluster was made with (``cluster up --config``); empty where not ours to choose
+    gpu_products: dict[str, str] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -66,11 +71,13 @@ class ClusterStatus:
         ]
         if self.problem:
             lines.append(f"problem:    {self.problem}")
+        if self.gpu_products:
+            lines.append("gpu:        " + ", ".join(f"{n}={p}" for n, p in self.gpu_products.items()))
         lines.append("components:")
         lines += [f"  {c.name:<26} {'ok' if c.ok else 'DOWN'} {c.detail}".rstrip() for c in self.components]
         lines.append("nodes:")
         lines += [f"  {n.name:<26} {'Ready' if n.ready else 'NotReady'} pool={n.labels.get('pool', '-')}"
-                  for n in self.nodes]
+                  + (f" gpu={n.labels[GPU_LABEL]}" if GPU_LABEL in n.labels else "") for n in self.nodes]
         return "\n".join(lines)
 
 

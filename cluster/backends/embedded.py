@@ -18,6 +18,7 @@ from pathlib import Path
 from mlops_drill import paths
 from mlops_drill.cluster import daemons, kube, versions
 from mlops_drill.cluster.backends.base import Backend, ClusterInfo, ClusterStatus, ComponentHealth, NodeState
+from mlops_drill.cluster.config import ClusterConfig, saved_config, settle_config
 from mlops_drill.cluster.kwok.config import kwokctl_config
 from mlops_drill.cluster.nodes import NODE_POOLS, ensure_nodes
 from mlops_drill.cluster.toolchain import Toolchain, ensure_toolchain
@@ -43,8 +44,10 @@ def _pid_alive(pid_file: Path) -> bool:
 class EmbeddedBackend(Backend):
     kind = "embedded"
 
-    def __init__(self, name: str = "mlops-drill", api_port: int | None = None) -> None:
+    def __init__(self, name: str = "mlops-drill", api_port: int | None = None,
+                 config: ClusterConfig | None = None) -> None:
         super().__init__(name)
+        self.requested_config = config  # None: the products the cluster was made with (or the defaults)
         env_port = os.environ.get("MLOPS_DRILL_API_PORT")
         self.api_port = api_port or (int(env_port) if env_port else None)
         self.state = paths.cluster_dir(name)
@@ -240,6 +243,8 @@ class EmbeddedBackend(Backend):
         chain = ensure_toolchain(progress=progress)
         self.state.mkdir(parents=True, exist_ok=True)
         self.private_bin.mkdir(parents=True, exist_ok=True)
+        # Before anything starts: the node agent reads the products from the state folder.
+        config = settle_config(self.state, self.requested_config, self.kwok_cluster.exists(), self.name)
         started = time.monotonic()
         with console.status(f"starting cluster {self.name} (etcd, kube-apiserver, controllers, scheduler, kwok)"):
             if self.kwok_cluster.exists() and self._api_healthy() and self._control_plane_alive():
@@ -262,7 +267,7 @@ class EmbeddedBackend(Backend):
             self.timings["api_ready"] = time.monotonic() - started
             from kubernetes import client
 
-            ensure_nodes(client.CoreV1Api(api))
+            ensure_nodes(client.CoreV1Api(api), config.node_pools())
             names = [n.name for n in NODE_POOLS]
             kube.wait_for(lambda: kube.nodes_ready(api, names), timeout=60, what="nodes Ready")
             self.timings["nodes_ready"] = time.monotonic() - started
@@ -354,7 +359,8 @@ class EmbeddedBackend(Backend):
                       dict(n.metadata.labels or {}))
             for n in client.CoreV1Api(self._api()).list_node().items
         ]
-        return ClusterStatus(info=info, components=components, nodes=nodes)
+        return ClusterStatus(info=info, components=components, nodes=nodes,
+                             gpu_products=saved_config(self.state).products())
 
 
 def _gpus_advertised(api) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mlops_drill import paths
 from mlops_drill.cluster.backends.base import Backend, ClusterInfo, ClusterStatus, ComponentHealth
+from mlops_drill.cluster.config import ClusterConfig, saved_config, settle_config
 from mlops_drill.errors import DrillError
 
 # Where each GPU node keeps its inventory (the plugin DaemonSet mounts the folder, not the file).
@@ -44,9 +45,10 @@ class KindBackend(Backend):
     #: the platform's images are loaded into four nodes and its pods are real containers on two cores
     platform_start_timeout: float = 300
 
-    def __init__(self, name: str = "mlops-drill") -> None:
+    def __init__(self, name: str = "mlops-drill", config: "ClusterConfig | None" = None) -> None:
         super().__init__(name)
         self.state = paths.cluster_dir(f"kind-{name}")
+        self.requested_config = config  # None: the products the cluster was made with (or the defaults)
         self.docker = os.environ.get("MLOPS_DRILL_DOCKER") or "docker"
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up` (for bench/)
 
@@ -105,11 +107,13 @@ class KindBackend(Backend):
         build = self._build(progress)
         self.timings["build"] = time.monotonic() - started
         self.state.mkdir(parents=True, exist_ok=True)
-        if not (self.exists() and self.kubeconfig().is_file()):
+        ours = self.exists() and self.kubeconfig().is_file()
+        cluster_config = settle_config(self.state, self.requested_config, ours, self.name)
+        if not ours:
             if self.exists():  # a cluster whose kubeconfig we lost: only a fresh one is ours for sure
                 self._kind("delete", "cluster", "--name", self.name)
             config = self.state / "kind.yaml"
-            config.write_text(yaml.safe_dump(kind_config(), sort_keys=False))
+            config.write_text(yaml.safe_dump(kind_config(cluster_config.node_pools()), sort_keys=False))
             if progress:
                 print(f"creating kind cluster {self.name} from {build.node_image}", file=sys.stderr, flush=True)
             result = self._kind("create", "cluster", "--name", self.name, "--image", build.node_image,
@@ -259,7 +263,8 @@ class KindBackend(Backend):
             self._on_node(node, " && ".join(f"mkdir -p {f} && chown {POD_UID}:{POD_UID} {f}"
                                             for f in POD_HOST_FOLDERS), "")
         core = client.CoreV1Api(api_client(self.kubeconfig()))
-        DeviceManager(core, self.state / "gpu-state.json", tuple(nodes)).ensure_inventory()
+        DeviceManager(core, self.state / "gpu-state.json", tuple(nodes),
+                      saved_config(self.state).products()).ensure_inventory()
         self.publish_gpu_inventory(core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE).data or {})
 
     def publish_gpu_inventory(self, data: dict[str, str]) -> None:
@@ -307,4 +312,4 @@ class KindBackend(Backend):
 
         status = cluster_status(self.info(), None)
         return ClusterStatus(status.info, [ComponentHealth("docker", True, why), *status.components], status.nodes,
-                             status.problem)
+                             status.problem, gpu_products=saved_config(self.state).products())

@@ -10,6 +10,7 @@ single-node kind cluster is.
 from __future__ import annotations
 
 from mlops_drill.cluster.kindbuild.gobuild import COREDNS_VERSION
+from mlops_drill.cluster.gpu.products import product
 from mlops_drill.cluster.nodes import NODE_POOLS, NodeSpec
 
 CONTROL_PLANE_NODE = NODE_POOLS[0].name
@@ -22,6 +23,8 @@ def node_labels(spec: NodeSpec) -> dict[str, str]:
         "topology.kubernetes.io/region": spec.zone.rsplit("-", 1)[0],
         "topology.kubernetes.io/zone": spec.zone,
         "pool": spec.pool,
+        # GPU feature discovery's label; kubelets may set nvidia.com labels on themselves
+        **({"nvidia.com/gpu.product": product(spec.gpu_product).label} if spec.gpu_product else {}),
         **spec.labels,
     }
 

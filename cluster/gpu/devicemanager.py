@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,13 @@ def write_state(path: Path, nodes: dict[str, GpuNode]) -> None:
 class DeviceManager:
     """Keeps nodes and the state file in step with the inventory ConfigMap."""
 
-    def __init__(self, core, state_file: Path, gpu_nodes: tuple[str, ...]) -> None:
+    def __init__(self, core, state_file: Path, gpu_nodes: tuple[str, ...],
+                 products: Mapping[str, str] | None = None) -> None:
         self.core = core
         self.state_file = state_file
         self.gpu_nodes = gpu_nodes
+        # node -> GPU product, from the cluster config (``ClusterConfig.products``); H100 where unset.
+        self.products = dict(products or {})
 
     def ensure_inventory(self) -> None:
         """Create the namespace and a healthy inventory if there is none (first start)."""
@@ -94,7 +98,7 @@ class DeviceManager:
             if exc.status != 409:
                 raise
         body = {"metadata": {"name": INVENTORY, "namespace": SYSTEM_NAMESPACE},
-                "data": {n: new_node(n, product_name=gpu_product_of(n)).model_dump_json()
+                "data": {n: new_node(n, product_name=self.products.get(n) or gpu_product_of(n)).model_dump_json()
                          for n in self.gpu_nodes}}
         try:
             self.core.create_namespaced_config_map(SYSTEM_NAMESPACE, body)

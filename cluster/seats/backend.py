@@ -22,6 +22,7 @@ import yaml
 from mlops_drill.cluster.access import CANDIDATE_SA_NAMESPACE, ENGINE_NAMESPACE, PLATFORM_NAMESPACES
 from mlops_drill.cluster.backends.base import Backend, ClusterInfo, ClusterStatus, NodeState
 from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+from mlops_drill.cluster.config import saved_config
 from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE
 from mlops_drill.cluster.gpu.model import new_node
 from mlops_drill.cluster.nodes import NODE_POOLS, node_manifest
@@ -98,7 +99,10 @@ class SeatBackend(Backend):
 
         core = client.CoreV1Api(self.shared._api())
         label = seat_id(self.route.prefix)
-        for spec in NODE_POOLS:
+        # A seat's nodes carry the products the shared cluster was made with (`cluster up --config`).
+        config = saved_config(self.shared.state)
+        pools = config.node_pools()
+        for spec in pools:
             node = node_manifest(spec)
             name = self.route.prefix + spec.name
             node["metadata"]["name"] = name
@@ -110,8 +114,9 @@ class SeatBackend(Backend):
             _create(core.create_namespace, {"metadata": {
                 "name": self.route.ns(ns), "labels": {SEAT_LABEL: label},
                 "annotations": {NODE_SELECTOR_ANNOTATION: f"{SEAT_LABEL}={label}"}}})
-        gpus = {self.route.prefix + s.name: new_node(self.route.prefix + s.name).model_dump_json()
-                for s in NODE_POOLS if s.pool == "gpu"}
+        gpus = {self.route.prefix + s.name:
+                new_node(self.route.prefix + s.name, product_name=config.product_of(s.name)).model_dump_json()
+                for s in pools if s.pool == "gpu"}
         try:
             core.patch_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE, {"data": gpus})
         except ApiException as exc:
