@@ -151,3 +151,22 @@ def test_every_app_has_a_token_of_its_own():
     first, second = create_app(_no_cluster), create_app(_no_cluster)
     assert first.state.api_token != second.state.api_token and len(first.state.api_token) >= 40
     assert create_app(_no_cluster, token="given-token-given-token").state.api_token == "given-token-given-token"
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_serve_api_refuses_a_token_that_cannot_be_one_before_touching_a_cluster(state, how):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "mlops_drill.cli", "serve-api", "--name", "no-such-cluster"]
+    env = dict(os.environ)
+    if how == "flag":
+        argv += ["--token", "short"]
+    else:
+        env[auth.TOKEN_ENV] = "a token with spaces in it"
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: --token / $MLOPS_DRILL_API_TOKEN: a token is at least 16 visible ASCII characters, no spaces "
+        "(leave it unset for a random one)"], result.stderr
+    assert not (state / "clusters").exists(), "no cluster was started for a bad token"

@@ -233,3 +233,16 @@ def test_nvidia_smi_in_gpu_pod_and_device_plugin(candidate, fraud_pod) -> None:
     plugin = candidate("exec", "-n", "gpu-operator", "ds/nvidia-device-plugin-daemonset", "--", "nvidia-smi", "-L")
     assert len(plugin.stdout.splitlines()) >= 2, plugin.stdout
 
+
+def test_escape_attempt_agent_api_without_token_in_solo_exec(agent_api, pod_sh) -> None:
+    """The engine's agent API listens on the loopback the pods share: without its bearer token, 401 only."""
+    from urllib.parse import urlsplit
+
+    port = urlsplit(agent_api[1]).port
+    attempt = ("for h in 'X-None: 1' 'Authorization: Bearer guessed-guessed-guessed-guessed'; do "
+               f"s=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' -H \"$h\" http://127.0.0.1:{port}/api/v1/scenarios); "
+               f"p=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' -H \"$h\" -H 'Content-Type: application/json' "
+               f"-d '{{\"scenario\":\"no-such-scenario\"}}' http://127.0.0.1:{port}/api/v1/sessions); "
+               "echo status=$s,$p; case $s$p in 401401) ;; 000*|*000) ;; *) echo ESCAPED;; esac; done")
+    escape = Escape("agent-api-without-token", attempt, r"status=401,401\nstatus=401,401")
+    check_escape(escape, pod_sh)
