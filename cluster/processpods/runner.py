@@ -178,16 +178,6 @@ class PodRunner:
         self.who = identity(pod)
         self.sandbox: PodSandbox | None = None
         self.container_pid = 0  # host pid of the container's process (inside its sandbox)
-        import time as _t
-        self._marks = [('created', _t.time())]
-
-    def mark(self, what):
-        import time as _t
-        self._marks.append((what, _t.time()))
-
-    def dump_marks(self):
-        t0 = self._marks[0][1]
-        log.info('TIMING %s/%s t0=%.3f %s', self.namespace, self.name, t0, ' '.join(f'{w}={t - t0:.3f}' for w, t in self._marks))
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -343,7 +333,6 @@ class PodRunner:
                 await asyncio.sleep(5)
         if self.stopping:
             return
-        self.mark('spec')
         self.gpus = self._allocate_gpus()
         if self.k.sandbox_image is not None:  # the pod's sandbox is made while KWOK's objects are written
             results = await asyncio.gather(self._wire_kwok(), self._start_sandbox(), return_exceptions=True)
@@ -351,7 +340,6 @@ class PodRunner:
                 log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, results[1])
         else:
             await self._wire_kwok()
-        self.mark('wired+sandbox')
         restart_policy = self.pod["spec"].get("restartPolicy", "Always")
         backoff = 0.0  # a kubelet restarts a container that exited for the first time at once
         await self.event("Pulled", f'Container image "{self.spec.image}" already present on machine')
@@ -431,9 +419,7 @@ class PodRunner:
         self.sandbox = PodSandbox(self.dir, self.name, self.who, dict(self.spec.volumes), set(self.spec.readonly),
                                   self.k.run_dir, image, smi, self.k.gpu_state_file.parent, cgroup=self.k.pods_cgroup)
         self.sandbox.write_etc(etc_files(self.name, self.namespace, self.pod_ip, self.who, self.hosts_extra()))
-        self.mark('sb-prep')
         await self.sandbox.start()
-        self.mark('sb-up')
 
     def refresh_hosts(self) -> None:
         """Services came or went: rewrite the pod's /etc/hosts (in place; the container sees it at once)."""
@@ -477,9 +463,7 @@ class PodRunner:
         if self.log_file.exists() and self.restarts:
             self.log_file.replace(str(self.log_file) + ".previous")
         self.container_id = hashlib.sha256(f"{self.uid}/{self.restarts}".encode()).hexdigest()
-        self.mark('pulled')
         await self.event("Created", f"Created container: {self.spec.container}")
-        self.mark('created-ev')
         logf = open(self.log_file, "ab")
         env = self._env()
         try:
@@ -505,26 +489,25 @@ class PodRunner:
             self.last_terminated = {"exitCode": 128, "reason": "StartError", "message": str(exc),
                                     "startedAt": now_iso(), "finishedAt": now_iso()}
             return 128, 0.0
-        self.mark('spawned')
         self.container_pid = self.proc.pid
-        if sandbox is not None:  # the process in the pod is the child of its waiter (zygote child or nsenter)
-            self.container_pid = await _only_child(self.proc.pid) or self.proc.pid
-        try:
-            records.write(self.dir, self.container_pid, env)
-        except OSError as exc:  # only lookups by the injector need it; the container runs regardless
-            log.warning("pod %s/%s: no process record: %s", self.namespace, self.name, exc)
-        self.mark('child')
         pumps = [asyncio.create_task(_pump(self.proc.stdout, "stdout", logf)),
                  asyncio.create_task(_pump(self.proc.stderr, "stderr", logf))]
         self.started_at = now_iso()
         started = asyncio.get_running_loop().time()
+        # The process in the pod is the child of its waiter (zygote child or nsenter), forked once the waiter
+        # has joined the pod: looked for while the Started event is written, not before it.
+        inner = asyncio.ensure_future(_only_child(self.proc.pid)) if sandbox is not None else None
         await self.event("Started", f"Started container {self.spec.container}")
-        self.mark('started-ev')
+        if inner is not None:
+            self.container_pid = await inner or self.proc.pid
+        try:  # before the Running status: whoever sees the pod running finds its process record
+            records.write(self.dir, self.container_pid, env)
+        except OSError as exc:  # only lookups by the injector need it; the container runs regardless
+            log.warning("pod %s/%s: no process record: %s", self.namespace, self.name, exc)
         no_probe = self.spec.readiness is None
         self.ready = no_probe
         await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
                                                        self.ready, True), ready=self.ready)
-        self.mark('running-patched')
         self.k.on_endpoint_change()
         probe = None if no_probe else asyncio.create_task(self._probe_loop(started))
         try:
@@ -575,7 +558,6 @@ class PodRunner:
                 ok = False
                 why = (f'Get "http://{self.pod_ip}:{self.spec.container_port}{path}": dial tcp '
                        f"{self.pod_ip}:{self.spec.container_port}: connect: connection refused")
-            self.mark('probe-ok' if ok else 'probe-fail')
             failures = 0 if ok else failures + 1
             became = True if ok else (False if failures >= failure_threshold or not self.ready else self.ready)
             if not ok:
@@ -585,8 +567,6 @@ class PodRunner:
                 await self.patch_status(self._container_status({"running": {"startedAt": self.started_at}},
                                                                self.ready, True), ready=self.ready)
                 self.k.on_endpoint_change()
-                self.mark('ready-patched')
-                self.dump_marks()
             # A kubelet probes on a ticker: the time a probe and its event took does not push the next one.
             tick += period
             now = loop.time()
