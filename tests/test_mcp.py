@@ -295,26 +295,32 @@ def _listening_on(port: int) -> list[str]:
     return found
 
 
-def test_streamable_http_serves_the_tools_on_loopback_only(tmp_path):
-    """`--http PORT`: the SDK's streamable HTTP client lists the tools; the socket is 127.0.0.1's alone.
+def test_streamable_http_serves_the_tools_on_loopback_only_with_its_token(tmp_path):
+    """`--http PORT`: the SDK's streamable HTTP client, with the token, lists the tools; 401 without it;
+    the socket is 127.0.0.1's alone.
 
     No cluster: the server reaches one only for the first tool that needs it, and none is called here.
     """
     import socket
+    import stat
     import subprocess
 
     import anyio
+    import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     exe = Path(sys.executable).with_name("mlops-drill")
     log = tmp_path / "stderr.log"
+    state = tmp_path / "state"  # the user's state directory, where the token file goes
+    env = {**{k: v for k, v in os.environ.items() if k != "MLOPS_DRILL_API_TOKEN"}, "MLOPS_DRILL_STATE": str(state)}
     with open(log, "w") as errlog:
         proc = subprocess.Popen([str(exe), "mcp", "--http", str(port), "--name", "mcp-test-no-such-cluster"],
-                                stdout=subprocess.DEVNULL, stderr=errlog, stdin=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=errlog, stdin=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 90
         while not _listening_on(port):
@@ -323,9 +329,23 @@ def test_streamable_http_serves_the_tools_on_loopback_only(tmp_path):
             time.sleep(0.2)
         assert _listening_on(port) == ["0100007F"], "bound to 127.0.0.1 only"
         assert f"http://127.0.0.1:{port}/mcp" in log.read_text()
+        token_path = Path(re.search(r"bearer token in (\S+) \(mode 0600", log.read_text()).group(1))
+        assert token_path == state / "agent-api" / f"port-{port}.token"
+        assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+        token = token_path.read_text().strip()
+        assert token not in log.read_text(), "the token was printed"
+        # Pods share this loopback: without the token nothing gets past the door, not even the handshake.
+        hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                            "clientInfo": {"name": "pod", "version": "0"}}}
+        for headers in ({}, {"Authorization": "Bearer " + "x" * 43}):
+            refused = httpx.post(f"http://127.0.0.1:{port}/mcp", json=hello, timeout=30,
+                                 headers={**headers, "Accept": "application/json, text/event-stream"})
+            assert refused.status_code == 401, refused.text
 
         async def talk():
-            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
+            async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http, \
+                    streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http) as (read, write), \
                     ClientSession(read, write) as session:
                 await session.initialize()
                 tools = {t.name for t in (await session.list_tools()).tools}
@@ -338,3 +358,4 @@ def test_streamable_http_serves_the_tools_on_loopback_only(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    assert not token_path.exists(), "the token file outlived its server"

@@ -37,7 +37,7 @@ def _ctx_factory(backend: str, name: str):
     return make
 
 
-def _listen(port: int) -> socket.socket:
+def _listen(port: int, flag: str = "--port") -> socket.socket:
     """Bind here rather than in uvicorn: the token file is named after the bound port (``--port 0`` too)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -45,7 +45,7 @@ def _listen(port: int) -> socket.socket:
         sock.bind((HOST, port))
     except OSError as exc:
         sock.close()
-        raise DrillError(f"--port {port}: cannot listen on {HOST}:{port} ({exc.strerror})") from None
+        raise DrillError(f"{flag} {port}: cannot listen on {HOST}:{port} ({exc.strerror})") from None
     sock.listen(2048)
     return sock
 
