@@ -171,7 +171,7 @@ def test_pod_nvidia_smi_matches_h200_capture(h200_cluster, probe, name: str) -> 
     argv, expected = load_h200(name)
     result = _exec_smi(h200_cluster, probe, argv)
     assert_same(expected, result.stdout, argv)
-    assert _same_success(result.returncode, 6 if argv[:2] == ["mig", "-lgi"] else 0), result.stderr
+    assert result.returncode == (6 if argv[:2] == ["mig", "-lgi"] else 0), result.stderr
 
 
 @pytest.mark.parametrize("name", section_captures())
@@ -179,19 +179,9 @@ def test_pod_nvidia_smi_matches_h200_section_capture(h200_cluster, probe, name: 
     argv, expected, code = load_section(name)
     result = _exec_smi(h200_cluster, probe, argv)
     assert_same(expected, result.stdout, argv)
-    assert _same_success(result.returncode, code), result.stderr
+    assert result.returncode == code, result.stderr
 
 
-def _same_success(got: int, want: int) -> bool:
-    """Zero where the real tool exits 0, non-zero where it fails: the exact code is lost on the way
-    back through the embedded exec path (see the xfail test below)."""
-    return (got == 0) == (want == 0)
-
-
-@pytest.mark.xfail(strict=True, reason="the embedded exec path turns a command's exit status N into kubectl's "
-                   "'Internal error occurred: ... exit status N' and exit code 1 (with the sandbox's host command "
-                   "line in the message); a real kubelet reports 'command terminated with exit code N' and "
-                   "kubectl exits N")
 def test_kubectl_exec_passes_nvidia_smis_exit_code_on(h200_cluster, probe) -> None:
     result = _exec_smi(h200_cluster, probe, ["mig", "-lgi"])
     assert result.returncode == 6 and result.stderr.strip() == "command terminated with exit code 6", result.stderr

@@ -22,6 +22,7 @@ from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from mlops_drill.cluster.processpods.kubeproxy import pump
+from mlops_drill.cluster.processpods.spdystatus import ExecStreams, FrameScanner
 
 log = logging.getLogger("mlops_drill.execfront")
 MAX_HEAD = 256 * 1024
@@ -104,11 +105,27 @@ class ExecFront:
             return
         up_writer.write(new_head)
         await up_writer.drain()
+        to_upstream = to_client = None
         if upgrade:
-            status = await up_reader.readline()
-            writer.write(status)
+            try:
+                answer = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), 30)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+                writer.close()
+                up_writer.close()
+                return
+            writer.write(answer)
+            status = answer.split(b"\r\n", 1)[0]
             if b" 101 " not in status:  # refused upgrade: answer it, then nothing more on this connection
                 await pump(up_reader, writer)
                 up_writer.close()
                 return
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+            if _is_exec(new_head) and b"upgrade: spdy/" in answer.lower():
+                streams = ExecStreams()  # KWOK's exit status, told as a kubelet tells it (spdystatus.py)
+                to_upstream = FrameScanner(streams, from_client=True).feed
+                to_client = FrameScanner(streams, from_client=False).feed
+        await asyncio.gather(pump(reader, up_writer, to_upstream), pump(up_reader, writer, to_client))
+
+
+def _is_exec(head: bytes) -> bool:
+    target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+    return urlsplit(target.decode("latin-1")).path.split("/")[1:2] == ["exec"]

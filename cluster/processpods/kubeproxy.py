@@ -34,11 +34,15 @@ def _alias_network() -> int:
 
 
 
-async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    """Copy one direction of a tunnelled connection until it ends, then close the other side."""
+async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+               transform: Callable[[bytes], bytes] | None = None) -> None:
+    """Copy one direction of a tunnelled connection until it ends, then close the other side.
+
+    ``transform``: what to forward for the bytes read (it may hold back an incomplete frame).
+    """
     try:
         while data := await src.read(65536):
-            dst.write(data)
+            dst.write(transform(data) if transform else data)
             await dst.drain()
     except (ConnectionError, asyncio.CancelledError):
         pass
