@@ -4,8 +4,9 @@ Started detached by the ``disable-checkpointing`` fault (``cluster.daemons``),
 it watches one Job's pods on one node and stops each after it has run for a
 while, the way a graceful node shutdown stops it: SIGTERM to the real process
 (so the app logs what it really does on a reclaim), then the pod Failed with the
-kubelet's node-shutdown reason and a ``DisruptionTarget`` condition. On backends
-whose pods are not local processes it uses the Eviction API instead.
+kubelet's node-shutdown reason and a ``DisruptionTarget`` condition. On kind the
+SIGTERM goes to the container's process from its node (``--kind-cluster``); on
+other backends, whose nodes are out of reach, it uses the Eviction API instead.
 
 Run: ``python -m mlops_drill.injector.spot_reclaimer --kubeconfig F --namespace NS --job NAME --node NODE --after S [--first-after S]``.
 """
@@ -30,7 +31,7 @@ class Reclaimer:
 
     def __init__(self, kubeconfig: Path, namespace: str, job: str, node: str, after: float,
                  local_processes: bool, first_after: float | None = None, process_state: Path | None = None,
-                 process_namespace: str | None = None) -> None:
+                 process_namespace: str | None = None, kind_cluster: str | None = None) -> None:
         from kubernetes import client
 
         from mlops_drill.cluster.kube import api_client
@@ -44,6 +45,11 @@ class Reclaimer:
         self.state = process_state or Path(kubeconfig).resolve().parent
         self.process_namespace = process_namespace or namespace
         self.done: set[str] = set()
+        self.kind = None
+        if kind_cluster:
+            from mlops_drill.cluster.backends.kind import KindBackend
+
+            self.kind = KindBackend(name=kind_cluster)
 
     def budget(self, uid: str) -> float:
         """Seconds this pod may run: ``after`` ±25 %, fixed per pod (spot reclaims are not a metronome).
@@ -72,6 +78,9 @@ class Reclaimer:
         name = pod.metadata.name
         self.done.add(pod.metadata.uid)
         self._event(pod, "Killing", f"Stopping container {pod.spec.containers[0].name}")
+        if self.kind is not None:
+            self._stop_real_container(pod)
+            return
         if not self.local_processes:
             from kubernetes import client
 
@@ -88,20 +97,34 @@ class Reclaimer:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # the process kubelet reports the container's exit ...
-            statuses = self.core.read_namespaced_pod_status(name, self.namespace).status.container_statuses or []
-            if statuses and statuses[0].state and statuses[0].state.terminated:
-                break
-            time.sleep(0.2)
+        self._wait_terminated(name)  # the process kubelet reports the container's exit ...
         self._mark_shut_down(name)  # ... replacing the conditions: put the disruption back
 
+    def _stop_real_container(self, pod: Any) -> None:
+        """A real kubelet keeps its own view of the phase: the disruption condition first (the Job's
+        failure policy reads it), SIGTERM to the container's process from its node, then, once the
+        kubelet has reported the exit (143: Failed, restartPolicy Never), the shutdown's reason."""
+        name = pod.metadata.name
+        self.core.patch_namespaced_pod_status(name, self.namespace, {"status": {"conditions": [
+            _disruption()]}}, _content_type="application/strategic-merge-patch+json")
+        if not self.kind.signal_container(self.namespace, name, signal.SIGTERM):
+            return
+        if self._wait_terminated(name, timeout=45):
+            self._mark_shut_down(name)
+
+    def _wait_terminated(self, name: str, timeout: float = 20) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = self.core.read_namespaced_pod_status(name, self.namespace).status.container_statuses or []
+            if statuses and statuses[0].state and statuses[0].state.terminated:
+                return True
+            time.sleep(0.2)
+        return False
+
     def _mark_shut_down(self, name: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.core.patch_namespaced_pod_status(name, self.namespace, {"status": {
             "phase": "Failed", "reason": SHUTDOWN_REASON, "message": SHUTDOWN_MESSAGE,
-            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
-                            "message": SHUTDOWN_MESSAGE, "lastTransitionTime": stamp}]}},
+            "conditions": [_disruption()]}},
             _content_type="application/strategic-merge-patch+json")
 
     def _event(self, pod: Any, reason: str, message: str) -> None:
@@ -132,6 +155,12 @@ class Reclaimer:
                 if failures > 60:
                     return
             time.sleep(0.25)
+
+
+def _disruption() -> dict:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+            "message": SHUTDOWN_MESSAGE, "lastTransitionTime": stamp}
 
 
 def _pod_process(pod: str, namespace: str, state: Path | None = None) -> int | None:
@@ -168,9 +197,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the process kubelet's folder (default: the kubeconfig's)")
     parser.add_argument("--process-namespace", default=None,
                         help="the namespace the pods have on the cluster itself (a seat's differs)")
+    parser.add_argument("--kind-cluster", default=None,
+                        help="the kind cluster whose node containers run the pods (SIGTERM through the node)")
     a = parser.parse_args(argv)
     Reclaimer(a.kubeconfig, a.namespace, a.job, a.node, a.after, a.local_processes, a.first_after,
-              a.process_state, a.process_namespace).run()
+              a.process_state, a.process_namespace, a.kind_cluster).run()
 
 
 if __name__ == "__main__":

@@ -192,9 +192,9 @@ def test_plugin_registers_with_the_kubelet(plugin, kubelet):
     assert request.version == "v1beta1"
     assert request.endpoint == "nvidia-gpu.sock"
     assert request.resource_name == "nvidia.com/gpu"
-    assert request.options.pre_start_required is True
+    assert request.options.pre_start_required is False  # as NVIDIA's plugin: restarts need no rpc
     options = kubelet.wait_for("options", lambda: kubelet.plugin_options)[0]
-    assert options.pre_start_required is True
+    assert options.pre_start_required is False
 
 
 def test_list_and_watch_first_sends_four_healthy_devices(plugin, kubelet, node):

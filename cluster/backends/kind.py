@@ -267,6 +267,12 @@ class KindBackend(Backend):
                       saved_config(self.state).products()).ensure_inventory()
         self.publish_gpu_inventory(core.read_namespaced_config_map(INVENTORY, SYSTEM_NAMESPACE).data or {})
 
+    def clear_node_folders(self, folders: list[str]) -> None:
+        """Empty hostPath folders on every GPU node (a training run's checkpoints), keeping their owner."""
+        for node in self.gpu_nodes():
+            self._on_node(node, " && ".join(f"mkdir -p {f} && find {f} -mindepth 1 -delete" for f in folders)
+                          or "true", "")
+
     def publish_gpu_inventory(self, data: dict[str, str]) -> None:
         """Each GPU node gets its own inventory file, which its plugin pod and GPU containers read."""
         for node, text in sorted(data.items()):

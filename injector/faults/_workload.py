@@ -71,7 +71,7 @@ def wait_gone(ctx: DrillContext, kind: str, name: str, namespace: str, timeout: 
 
 
 def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
-    """Today's run starts clean: yesterday's checkpoint and cost ledger go (process-backed nodes only).
+    """Today's run starts clean: yesterday's checkpoint and cost ledger go (process-backed and kind nodes).
 
     Without this a run with checkpointing would resume from the last finished
     run's final epoch and the ledger would count yesterday's GPU hours.
@@ -79,7 +79,11 @@ def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
     from mlops_drill.cluster.seats.names import namespace_prefix
 
     state = ctx.backend.process_state
-    if state is None:
+    if state is None:  # kind: the host folders are each GPU node container's own; elsewhere out of reach
+        clear = getattr(ctx.backend, "clear_node_folders", None)
+        if clear is not None:
+            clear([v["hostPath"]["path"] for v in job["spec"]["template"]["spec"].get("volumes") or []
+                   if v.get("hostPath", {}).get("path")])
         return
     seat = namespace_prefix(ctx.backend.cluster_namespace(job["metadata"]["namespace"]))
     for volume in job["spec"]["template"]["spec"].get("volumes") or []:

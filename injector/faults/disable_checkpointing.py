@@ -87,6 +87,8 @@ class DisableCheckpointing(Fault):
         if ctx.backend.process_state is not None:
             args += ["--local-processes", "--process-state", str(ctx.backend.process_state),
                      "--process-namespace", ctx.backend.cluster_namespace(p.namespace)]
+        elif ctx.backend.kind == "kind":  # real containers on nodes of ours: SIGTERM through the node
+            args += ["--kind-cluster", ctx.backend.name]
         daemons.start(DAEMON, daemons.python_module("mlops_drill.injector.spot_reclaimer", *args), state)
 
     def verify_applied(self, ctx: DrillContext) -> bool:

@@ -69,8 +69,11 @@ def backfill_job(name: str, namespace: str, shards: int, image: str) -> dict:
                                 {"name": "INPUT_DATE", "value": "2024-10-01"},
                                 {"name": "BATCH_SIZE", "value": "4096"}],
                         "volumeMounts": [{"name": "datalake", "mountPath": "/mnt/datalake", "readOnly": True}],
-                        "resources": {"requests": {"cpu": "2", "memory": "16Gi", RESOURCE: 1},
-                                      "limits": {"memory": "32Gi", RESOURCE: 1}},
+                        # Small CPU and memory: a pod that waits on its input uses neither, and the
+                        # GPUs must run out before the nodes' CPUs do (kind nodes have this machine's
+                        # two cores), or the training pod would be Pending on cpu, not GPUs.
+                        "resources": {"requests": {"cpu": "200m", "memory": "1Gi", RESOURCE: 1},
+                                      "limits": {"memory": "2Gi", RESOURCE: 1}},
                     }],
                     "volumes": [{"name": "datalake",
                                  "hostPath": {"path": "/mnt/datalake", "type": "DirectoryOrCreate"}}],

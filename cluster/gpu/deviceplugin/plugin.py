@@ -199,8 +199,10 @@ class NvidiaDevicePlugin:
         self.poll_interval = poll_interval
         self.register_timeout = register_timeout
         self.use_inotify = use_inotify
+        # No PreStartContainer, as NVIDIA's plugin: with it, a kubelet could not restart a GPU
+        # container at all while the plugin is down (the rpc fails), where a real node restarts it.
         self.options = api_pb2.DevicePluginOptions(
-            pre_start_required=True, get_preferred_allocation_available=True)
+            pre_start_required=False, get_preferred_allocation_available=True)
         self._board: _DeviceBoard = _DeviceBoard(())
         self._node: GpuNode | None = None
         self._server: _Server | None = None
