@@ -22,6 +22,7 @@ from mlops_drill.grader.grade import grade
 from mlops_drill.grader.plan import build_plan
 from mlops_drill.grader.transcript import chain, read_transcript, write_transcript
 from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+from mlops_drill.scenarios.variants import first_variant
 
 NAMESPACES = ["serving", "features", "registry", "training", "gpu-operator", "default"]
 TEMPLATES = [
@@ -66,7 +67,7 @@ def build_events(n: int, reference: list[str], seed: int = 7) -> list:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     scenario_id = sys.argv[2] if len(sys.argv) > 2 else "gpu-missing-toleration"
-    scenario = load_scenario(catalogue_dir() / f"{scenario_id}.yaml")
+    scenario = first_variant(load_scenario(catalogue_dir() / f"{scenario_id}.yaml"))
     events = build_events(n, list(scenario.reference_solution))
     commands = sum(e.kind == "command" for e in events)
     build_plan(scenario)  # warm imports, so the figure is the grading itself

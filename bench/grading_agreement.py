@@ -20,6 +20,7 @@ from pathlib import Path
 from mlops_drill.grader.agreement import (grade_set, kendall_tau_b, load_ranked_sets,
                                           outcome_only_score)
 from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+from mlops_drill.scenarios.variants import first_variant
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 DEFAULT = [DATA / "calibration", DATA / "calibration-heldout"]
@@ -45,7 +46,7 @@ def report(root: Path, show: bool) -> int:
     ours_all: list[float] = []
     outcome_all: list[float] = []
     for ranked in sets:
-        sc = load_scenario(catalogue_dir() / f"{ranked.scenario}.yaml")
+        sc = first_variant(load_scenario(catalogue_dir() / f"{ranked.scenario}.yaml"))
         graded = grade_set(ranked, sc)
         ours = [g.score for g in graded]
         outcome = [outcome_only_score(g) for g in graded]

@@ -47,6 +47,8 @@ def grade_transcript(
     scenario: str = typer.Option(..., "--scenario", "-s", help="scenario id or YAML path"),
     fmt: str = typer.Option("rich", "--format", "-f", help=FORMAT_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="the variant of a parameterised scenario (default: "
+                                                            "the one the transcript's `finish` recorded)"),
 ) -> None:
     """Grade a recorded session against a scenario's expected reasoning."""
     from mlops_drill.grader.grade import grade
@@ -55,8 +57,9 @@ def grade_transcript(
 
     if fmt not in FORMATS:
         raise DrillError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    sc = _load_scenario(scenario)
-    graded = grade(load_recording(file), sc)
+    recording = load_recording(file)
+    sc = _variant_of(_load_scenario(scenario), recording, seed, file)
+    graded = grade(recording, sc)
     if out is not None:
         out.write_text(render(graded, fmt), encoding="utf-8")
         typer.echo(f"score {graded.score:g}/100 written to {out}", err=True)
@@ -66,6 +69,24 @@ def grade_transcript(
         print_terminal(graded, Console(highlight=False))
     else:
         sys.stdout.write(render(graded, fmt))
+
+
+def _variant_of(sc, recording, seed: Optional[int], file: Path):
+    """The variant to grade against: ``--seed``, else the draw `finish` wrote into the transcript."""
+    from mlops_drill.scenarios.variants import draw, render
+
+    if not sc.parameters:
+        if seed is not None:
+            raise DrillError(f"--seed {seed}: scenario {sc.id} declares no parameters, so it has no variants")
+        return sc
+    if seed is None:
+        recorded = [e.data for e in recording.events
+                    if e.kind == "session" and e.data.get("action") == "variant" and e.data.get("scenario") == sc.id]
+        if not recorded:
+            raise DrillError(f"{file}: scenario {sc.id} has variants and this transcript records none: pass --seed N "
+                             "(the graded report of the drill names it)")
+        seed = int(recorded[-1]["seed"])
+    return render(sc, draw(sc, seed), seed)
 
 
 def _record_statement(kind: str, verb: str, words: list[str]) -> None:

@@ -66,7 +66,9 @@ def grade(events: Iterable[Event] | Transcript, scenario: Scenario, *,
         deductions=deductions, commands=f.annotated, steps=_steps(f), missed=_missed(f),
         strong_next=_strong_next(f, out), diagnosis=f.diagnosis, hypotheses=f.hypotheses,
         hints=f.hints, times=_times(f), verification=f.verification, tamper=tamper,
-        timing_synthetic=f.synthetic_times, outcome=out.status, offline=f.offline)
+        timing_synthetic=f.synthetic_times, outcome=out.status, offline=f.offline,
+        seed=scenario.variant.seed if scenario.variant else None,
+        values=dict(scenario.variant.values) if scenario.variant else None)
 
 
 # --------------------------------------------------------------------------- composition

@@ -80,6 +80,8 @@ def print_terminal(graded: GradedTranscript, console: Console) -> None:
     """Straight onto a console, so a real terminal gets colours and its own width."""
     head = f"[bold]{escape(graded.title)}[/bold] ({escape(graded.scenario)})\n" \
            f"[bold]score {graded.score:g}/100[/bold]"
+    if graded.seed is not None:
+        head += f"\nvariant {escape(graded.variant_text())}"
     if graded.tamper:
         head += f"\n[red]TRANSCRIPT EDITED: {escape(graded.tamper)}[/red]"
     console.print(Panel(head, expand=False))
@@ -152,6 +154,8 @@ def _md(text: str) -> str:
 
 def to_markdown(graded: GradedTranscript) -> str:
     out = [f"# {graded.title} ({graded.scenario})", "", f"**Score: {graded.score:g}/100**", ""]
+    if graded.seed is not None:
+        out += [f"Variant {_md(graded.variant_text())}", ""]
     if graded.tamper:
         out += [f"> **Transcript edited:** {graded.tamper}", ""]
     out += ["| dimension | score | weight | points | detail |", "|---|---:|---:|---:|---|"]
@@ -224,6 +228,8 @@ def to_html(graded: GradedTranscript) -> str:
                     f"<style>{_CSS}</style></head><body>",
                     f"<h1>{_e(graded.title)} <small>({_e(graded.scenario)})</small></h1>",
                     f'<div class="score">{graded.score:g}/100</div>']
+    if graded.seed is not None:
+        p.append(f'<p class="variant">Variant {_e(graded.variant_text())}</p>')
     if graded.tamper:
         p.append(f'<p class="tamper"><b>Transcript edited:</b> {_e(graded.tamper)}</p>')
     p.append("<h2>Dimensions</h2><table><tr><th>dimension</th><th>score</th><th>weight</th>"

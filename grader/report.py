@@ -7,7 +7,7 @@ the session start; ``seq`` points back at the transcript line.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -126,6 +126,15 @@ class GradedTranscript(BaseModel):
                             "scenario's remediation steps); open and claimed-healthy cap the score")
     offline: bool = Field(False, description="no fix verification recorded: the end state is not "
                                              "verifiable and its weight is spread over the rest")
+    seed: int | None = Field(None, description="the seed of a parameterised scenario's variant "
+                                               "(`grade-transcript --seed` replays it)")
+    values: dict[str, Any] | None = Field(None, description="the values that seed drew")
+
+    def variant_text(self) -> str:
+        """``seed 42: node=gpu-node-0, ...`` for a variant, else empty."""
+        if self.seed is None:
+            return ""
+        return f"seed {self.seed}: " + ", ".join(f"{k}={v}" for k, v in (self.values or {}).items())
 
     def dimension(self, name: str) -> DimensionScore:
         return next(d for d in self.dimensions if d.name == name)

@@ -58,14 +58,19 @@ def scenarios(packs: Optional[list[str]] = ScenariosOpt) -> None:
         print(f"{sid:<28} {sc.difficulty:<7} {sc.time_limit_minutes:>3} min  {sc.title}")
 
 
+SeedOpt = typer.Option(None, "--seed", help="draw this variant of a parameterised scenario (default: a fresh "
+                                            "random one, named in the graded report after `finish`)")
+
+
 def start(scenario_id: str = typer.Argument(..., help="scenario id (see `mlops-drill scenarios`)"),
-          backend: str = BackendOpt, name: str = NameOpt, packs: Optional[list[str]] = ScenariosOpt) -> None:
+          backend: str = BackendOpt, name: str = NameOpt, packs: Optional[list[str]] = ScenariosOpt,
+          seed: Optional[int] = SeedOpt) -> None:
     """Bring up the baseline, inject the scenario's fault, wait for the symptom, print the briefing."""
     from mlops_drill.injector import engine
 
     _packs(packs)
     ctx = _ctx(backend, name, up=True)
-    report = engine.start(ctx, scenario_id)
+    report = engine.start(ctx, scenario_id, seed=seed)
     print(report.briefing.rstrip())
     print()
     print(f"export KUBECONFIG={report.session.candidate_kubeconfig}")
@@ -141,18 +146,18 @@ def _emit(graded: Any, fmt: str, out: Optional[str]) -> None:
 def demo(scenario_id: str = typer.Argument("gpu-missing-toleration"), backend: str = BackendOpt,
          name: str = NameOpt, fmt: str = typer.Option("rich", "--format", "-f"),
          keep: bool = typer.Option(False, "--keep", help="leave the scenario running afterwards"),
-         packs: Optional[list[str]] = ScenariosOpt) -> None:
+         packs: Optional[list[str]] = ScenariosOpt, seed: Optional[int] = SeedOpt) -> None:
     """End to end: cluster, baseline, fault, the reference solution typed as a candidate, verify, grade."""
     from mlops_drill.injector import engine
 
     _packs(packs)
     started = time.monotonic()
     ctx = _ctx(backend, name, up=True)
-    report = engine.start(ctx, scenario_id)
+    report = engine.start(ctx, scenario_id, seed=seed)
     print(f"== {scenario_id}: fault injected, symptom observable after {report.seconds['symptom']:.1f}s")
     print(report.briefing.rstrip())
     print("== typing the reference solution as the candidate (recorded)")
-    sc = engine.scenario(scenario_id)
+    sc = engine.session_scenario(report.session)  # the drawn variant's reference solution
     result = engine.run_as_candidate(ctx, sc.reference_solution)
     if result.returncode not in (0,):
         print(result.stderr[-2000:], file=sys.stderr)

@@ -44,6 +44,10 @@ class Session(BaseModel):
     faults: list[FaultRecord]
     transcript: str
     candidate_kubeconfig: str
+    #: The draw of a parameterised scenario (None otherwise). Kept here, in the engine's state folder,
+    #: never in the cluster or the transcript while the drill runs: `finish` records it with the grade.
+    seed: int | None = None
+    values: dict[str, Any] = {}
 
 
 @dataclass
@@ -94,10 +98,20 @@ def scenario_at(path: Path):
 
 
 def session_scenario(session: Session):
-    """The running session's scenario, from the file it was started from while that still exists."""
+    """The running session's scenario (its drawn variant), from the file it was started from while that
+    still exists."""
+    from mlops_drill.scenarios.variants import render
+
     if session.scenario_file and Path(session.scenario_file).is_file():
-        return scenario_at(Path(session.scenario_file))
-    return scenario(session.scenario)
+        sc = scenario_at(Path(session.scenario_file))
+    else:
+        sc = scenario(session.scenario)
+    if not sc.parameters:
+        return sc
+    if session.seed is None:
+        raise DrillError(f"scenario {sc.id} declares parameters but the session recorded no seed; "
+                         "`mlops-drill reset` and start it again")
+    return render(sc, session.values, session.seed)
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,11 +130,14 @@ def ensure_platform(ctx: DrillContext) -> float:
     return time.monotonic() - started
 
 
-def start(ctx: DrillContext, scenario_id: str) -> StartReport:
+def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> StartReport:
+    """Inject the scenario's faults and wait for the symptom; a parameterised scenario draws its variant
+    from ``seed`` (a fresh, unpredictable one when None; it is told at `finish`, not here)."""
     from mlops_drill.scenarios.packs import find_scenario
+    from mlops_drill.scenarios.variants import variant
 
     scenario_file = find_scenario(scenario_id)
-    sc = scenario_at(scenario_file)
+    sc = variant(scenario_at(scenario_file), seed)
     seconds: dict[str, float] = {}
     if load_session(ctx) is not None:
         seconds["reset_previous"] = reset(ctx)
@@ -146,7 +163,9 @@ def start(ctx: DrillContext, scenario_id: str) -> StartReport:
     session = Session(scenario=scenario_id, scenario_file=str(scenario_file), started_at=time.time(),
                       faults=[FaultRecord(name=f.name, params=f.params.model_dump()) for f in faults],
                       transcript=str(run_dir / "transcript.jsonl"),
-                      candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)))
+                      candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)),
+                      seed=sc.variant.seed if sc.variant else None,
+                      values=sc.variant.values if sc.variant else {})
     _save(ctx, session)
     from mlops_drill.grader.transcript import append
 
@@ -274,4 +293,10 @@ def finish(ctx: DrillContext):
     if session is None:
         raise DrillError("no scenario is running: `mlops-drill start <id>` first")
     verify(ctx)
-    return grade(load_recording(Path(session.transcript)), session_scenario(session))
+    sc = session_scenario(session)
+    if sc.variant is not None:
+        from mlops_drill.grader.transcript import append
+
+        # The draw joins the transcript only now, beside the grade: `grade-transcript` replays this variant.
+        append(session.transcript, "session", data={"action": "variant", **sc.variant.model_dump()})
+    return grade(load_recording(Path(session.transcript)), sc)

@@ -26,9 +26,10 @@ class Stage:
     seconds: float
 
 
-def selftest(ctx: DrillContext, path: Path, report: Callable[[Stage], None]) -> bool:
+def selftest(ctx: DrillContext, path: Path, report: Callable[[Stage], None], seed: int | None = None) -> bool:
     """Run every stage for the scenario file ``path`` (it must be on offer: built-in or in a pack folder);
-    ``report`` gets each stage as it ends. True when all passed; the baseline is restored either way."""
+    ``report`` gets each stage as it ends. True when all passed; the baseline is restored either way.
+    A parameterised scenario runs the variant ``seed`` draws (a fresh one when None, named in the start stage)."""
     from mlops_drill.grader.grade import grade
     from mlops_drill.grader.importers import load_recording
     from mlops_drill.injector import baseline, engine
@@ -53,13 +54,16 @@ def selftest(ctx: DrillContext, path: Path, report: Callable[[Stage], None]) -> 
 
     t0 = time.monotonic()
     try:
-        started = engine.start(ctx, sc.id)
+        started = engine.start(ctx, sc.id, seed=seed)
     except DrillError as exc:
         stage("start", t0, False, str(exc))
         _reset_quietly(ctx)
         return False
-    ok = stage("start", t0, True, f"faults {', '.join(f.name for f in sc.faults)} injected, symptom observable "
-                                  f"after {started.seconds['symptom']:.1f}s")
+    sc = engine.session_scenario(started.session)
+    drawn = f" (variant {', '.join(f'{k}={v}' for k, v in sc.variant.values.items())}, seed {sc.variant.seed})" \
+        if sc.variant else ""
+    ok = stage("start", t0, True, f"faults {', '.join(f.name for f in sc.faults)} injected{drawn}, symptom "
+                                  f"observable after {started.seconds['symptom']:.1f}s")
     try:
         t0 = time.monotonic()
         before = engine.verify(ctx, record=False, wait=False)

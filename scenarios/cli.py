@@ -78,32 +78,43 @@ def _check(file: Path) -> str:
     from mlops_drill.scenarios.loader import load_scenario_file, located
     from mlops_drill.scenarios.packs import scenario_files
 
+    from mlops_drill.scenarios.variants import probe_values, render
+
     sc = load_scenario_file(file)
-    for i, fault in enumerate(sc.faults):
-        cls = REGISTRY.get(fault.name)
-        if cls is None:  # listed in some package's metadata, yet its class did not register
-            raise DrillError(located(file, ("faults", i, "name"), f"fault {fault.name!r} is not importable"))
-        try:
-            cls.Params.model_validate(fault.params)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            problem = first["msg"]
-            if first["type"] == "extra_forbidden":
-                key = str(first["loc"][-1])
-                close = difflib.get_close_matches(key, list(cls.Params.model_fields), n=1)
-                problem = f"unknown param {key!r} of fault {fault.name}" + (f"; did you mean {close[0]!r}?" if close
-                                                                           else "")
-            raise DrillError(located(file, ("faults", i, "params", *first["loc"]), problem)) from None
+    # A template's params hold placeholders: check the faults of the draws that use every value instead.
+    for values in probe_values(sc) if sc.parameters else [None]:
+        variant = render(sc, values) if values is not None else sc
+        drawn = f" (in the variant {', '.join(f'{k}={v!r}' for k, v in values.items())})" if values else ""
+        for i, fault in enumerate(variant.faults):
+            cls = REGISTRY.get(fault.name)
+            if cls is None:  # listed in some package's metadata, yet its class did not register
+                raise DrillError(located(file, ("faults", i, "name"), f"fault {fault.name!r} is not importable"))
+            try:
+                cls.Params.model_validate(fault.params)
+            except ValidationError as err:
+                first = err.errors(include_url=False)[0]
+                problem = first["msg"]
+                if first["type"] == "extra_forbidden":
+                    key = str(first["loc"][-1])
+                    close = difflib.get_close_matches(key, list(cls.Params.model_fields), n=1)
+                    problem = f"unknown param {key!r} of fault {fault.name}" + (f"; did you mean {close[0]!r}?"
+                                                                               if close else "")
+                raise DrillError(located(file, ("faults", i, "params", *first["loc"]), problem + drawn)) from None
     offered = scenario_files().get(sc.id)
     if offered is not None and offered.resolve() != file.resolve():
         raise DrillError(located(file, ("id",), f"{sc.id!r} is already the id of {offered}"))
-    return f"{sc.id}: {len(sc.faults)} fault(s) {', '.join(f.name for f in sc.faults)}, {len(sc.steps)} steps"
+    from mlops_drill.scenarios.variants import variant_count
+
+    variants = f", {variant_count(sc)} variants" if sc.parameters else ""
+    return f"{sc.id}: {len(sc.faults)} fault(s) {', '.join(f.name for f in sc.faults)}, {len(sc.steps)} steps{variants}"
 
 
 @scenario_app.command("selftest")
 def selftest(paths: List[Path] = typer.Argument(..., help="scenario files or folders of them"),
              backend: str = typer.Option("embedded", "--backend", "-b", help="embedded | kind | existing"),
-             name: str = typer.Option("mlops-drill", "--name", help="cluster name")) -> None:
+             name: str = typer.Option("mlops-drill", "--name", help="cluster name"),
+             seeds: Optional[List[int]] = typer.Option(None, "--seed", help="variant(s) of a parameterised "
+                                                       "scenario to test (repeatable; default: one fresh draw)")) -> None:
     """On the running cluster: start, symptom, reference solution, fix checks, grade >= 90, reset."""
     from mlops_drill.injector.cli import _ctx
     from mlops_drill.injector.selftest import Stage, selftest as run_selftest
@@ -117,11 +128,14 @@ def selftest(paths: List[Path] = typer.Argument(..., help="scenario files or fol
         print(f"  {'ok  ' if stage.ok else 'FAIL'} {stage.name:<19} {stage.seconds:6.1f}s  {stage.detail}", flush=True)
 
     failed = []
+    runs = 0
     for file in files:
-        print(f"{file}", flush=True)
-        if not run_selftest(ctx, file, show):
-            failed.append(file)
-    print(f"{len(files) - len(failed)}/{len(files)} scenario(s) passed their self-test")
+        for seed in seeds or [None]:
+            print(f"{file}" + (f" --seed {seed}" if seed is not None else ""), flush=True)
+            runs += 1
+            if not run_selftest(ctx, file, show, seed=seed):
+                failed.append(file)
+    print(f"{runs - len(failed)}/{runs} " + ("self-test run(s) passed" if seeds else "scenario(s) passed their self-test"))
     if failed:
         raise typer.Exit(1)
 

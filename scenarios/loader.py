@@ -39,9 +39,25 @@ def load_scenario(path: str | Path) -> Scenario:
         raise DrillError(_one_line(f"{path}:1:1: <file>: not UTF-8 text (byte {err.start})")) from None
     root, data = _parse_yaml(path, text)
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise DrillError(_describe(path, root, err)) from None
+    _check_variants(path, root, scenario)
+    return scenario
+
+
+def _check_variants(path: Path, root: Node | None, scenario: Scenario) -> None:
+    """Render the draws that use every choice and both ends of every range: a value that makes the
+    file invalid (a diagnosis the accepted keywords miss, a fault param of the wrong type) is
+    reported at the template's line, with the value that broke it."""
+    from mlops_drill.scenarios.variants import probe_values, render
+
+    for values in probe_values(scenario) if scenario.parameters else ():
+        try:
+            render(scenario, values)
+        except ValidationError as err:
+            drawn = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            raise DrillError(f"{_describe(path, root, err)} (in the variant {drawn})") from None
 
 
 def load_catalogue(dir: str | Path | None = None) -> dict[str, Scenario]:

@@ -22,7 +22,8 @@ from functools import cached_property
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr,
+                      WithJsonSchema, field_validator, model_validator)
 
 if TYPE_CHECKING:  # the parser is another part; only its shape matters here
     from mlops_drill.grader.parse import ParsedCommand
@@ -398,6 +399,120 @@ class Fix(_Strict):
     checks: list[Check] = Field(min_length=1, description="all must hold for the fix to count")
 
 
+# --------------------------------------------------------------------------- the parameter space
+
+ParameterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40,
+                                     description="lower-case letters, digits and '_': used as {{ name }}")]
+#: A drawn value: text or a number (booleans are left out: YAML's yes/no would turn into them unasked).
+Value = StrictStr | StrictInt | StrictFloat
+#: A parameter's values are listed in full (a range is expanded), so the space must stay small.
+MAX_VALUES = 1000
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+#: The scenario fields whose strings may hold placeholders. Hints are left out on purpose: `mlops-drill hint`
+#: runs in the candidate's shell, which must never learn the draw; id, title and topics name the scenario.
+TEMPLATED_FIELDS = ("briefing", "faults", "expected", "anti_patterns", "accepted_diagnoses", "fix",
+                    "reference_solution")
+
+
+class IntRange(_Strict):
+    """Whole numbers from ``min`` to ``max`` (inclusive) in steps of ``step``."""
+
+    min: StrictInt
+    max: StrictInt
+    step: StrictInt = Field(1, ge=1)
+
+    def values(self) -> tuple[int, ...]:
+        return tuple(range(self.min, self.max + 1, self.step))
+
+
+class FloatRange(_Strict):
+    """Numbers from ``min`` to ``max`` (inclusive, within rounding) in steps of ``step``."""
+
+    min: float
+    max: float
+    step: float = Field(gt=0)
+
+    def values(self) -> tuple[float, ...]:
+        # Counted, not accumulated: 0.1 added ten times is not 1.0, and the last value must not go missing.
+        count = int((self.max - self.min) / self.step + 1e-9) + 1 if self.max >= self.min else 0
+        return tuple(round(self.min + i * self.step, 9) for i in range(min(count, MAX_VALUES + 1)))
+
+
+class Parameter(_Strict):
+    """One dimension of the variant space: a list of ``choices`` or a numeric ``range``."""
+
+    description: str | None = Field(None, description="what varies, for authors and reviewers")
+    choices: list[Value] | None = Field(None, min_length=1, max_length=MAX_VALUES,
+                                        description="the values to draw from, each distinct")
+    range: Annotated[Union[IntRange, FloatRange], Field(union_mode="left_to_right")] | None = Field(
+        None, description="min, max and step: whole numbers when all three are, else decimals")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Parameter:
+        if (self.choices is None) == (self.range is None):
+            raise ValueError("give either `choices` or `range`")
+        if self.choices is not None:
+            seen: set[Any] = set()
+            for value in self.choices:
+                key = (type(value), value)
+                if key in seen:
+                    raise ValueError(f"choice {value!r} is listed twice")
+                seen.add(key)
+        else:
+            count = len(self.values())
+            if count == 0:
+                raise ValueError("range is empty: min is above max")
+            if count > MAX_VALUES:
+                raise ValueError(f"range has more than {MAX_VALUES} values: raise the step")
+        return self
+
+    def values(self) -> tuple[Any, ...]:
+        """Every value a draw can give, in a fixed order (the order draws index into)."""
+        return tuple(self.choices) if self.choices is not None else self.range.values()  # type: ignore[union-attr]
+
+
+def placeholder_names(text: str) -> list[str]:
+    """The names inside ``{{ ... }}`` of ``text``, in order, stripped (malformed ones as written)."""
+    return [m.strip() for m in PLACEHOLDER.findall(text)]
+
+
+def _walk_strings(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_strings(item, loc + (key,))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk_strings(item, loc + (i,))
+
+
+def _check_placeholders(sc: Scenario) -> None:
+    """Every ``{{ name }}`` names a declared parameter in a templated field, and every parameter
+    changes a fault: a value that changed only the briefing would be a new story, not a new incident."""
+    declared = sc.parameters
+    used_by_faults: set[str] = set()
+    for loc, text in _walk_strings(sc.model_dump(exclude_unset=True, exclude={"parameters"}), ()):
+        for name in placeholder_names(text):
+            if loc[0] not in TEMPLATED_FIELDS:
+                raise ReferenceProblem(loc, f"{{{{ {name} }}}}: {loc[0]} is not templated (only "
+                                            f"{', '.join(TEMPLATED_FIELDS)} are)")
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ReferenceProblem(loc, f"malformed placeholder {{{{{name}}}}}: write {{{{ name }}}} with a "
+                                            "declared parameter's name")
+            if name not in declared:
+                known = ", ".join(declared) if declared else "none are declared under `parameters`"
+                raise ReferenceProblem(loc, f"unknown parameter {name!r} in {{{{ {name} }}}}"
+                                            f"{_suggest(name, declared)} (declared: {known})")
+            if loc[0] == "faults":
+                used_by_faults.add(name)
+    for name in declared:
+        if name not in used_by_faults:
+            raise ReferenceProblem(("parameters", name),
+                                   f"parameter {name!r} is used in no fault's params: every drawn value must "
+                                   "change what is broken on the cluster")
+
+
 # --------------------------------------------------------------------------- the scenario
 
 class Fault(_Strict):
@@ -421,7 +536,11 @@ def keyword_set_matches(keywords: list[str], diagnosis: str) -> bool:
 
 
 class Scenario(_Strict):
-    """One troubleshooting drill: the symptoms, the faults, and how a senior engineer works it."""
+    """One troubleshooting drill: the symptoms, the faults, and how a senior engineer works it.
+
+    With ``parameters`` the file is a template: each draw (:mod:`.variants`) fills its
+    ``{{ name }}`` placeholders and is validated again as a scenario without parameters.
+    """
 
     id: Slug
     title: NonEmpty
@@ -442,7 +561,19 @@ class Scenario(_Strict):
     hints: list[Hint] = Field(default_factory=list, description="progressive: earlier hints are vaguer")
     reference_solution: list[NonEmpty] = Field(min_length=1,
                                                description="command lines a senior engineer would type")
+    parameters: dict[ParameterName, Parameter] = Field(
+        default_factory=dict,
+        description="the variant space: each drill draws one value per parameter from a seed; "
+                    "`{{ name }}` in the briefing, faults, expected, anti_patterns, accepted_diagnoses, fix "
+                    "and reference_solution is replaced by the drawn value")
 
+    #: What was drawn, on a rendered variant (None on the template and on scenarios without parameters).
+    _variant: Any = PrivateAttr(default=None)
+
+    @property
+    def variant(self) -> Any:
+        """The :class:`~.variants.Variant` this scenario was rendered from, or None."""
+        return self._variant
 
     @field_validator("accepted_diagnoses")
     @classmethod
@@ -456,7 +587,9 @@ class Scenario(_Strict):
     def _cross_references(self) -> Scenario:
         _check_ids(self)
         _check_precedence(self)
-        _check_reference_solution(self)
+        _check_placeholders(self)
+        if not self.parameters:  # a template's diagnosis is checked in every rendered variant instead
+            _check_reference_solution(self)
         return self
 
     # -- queries the engine and grader use -------------------------------------------

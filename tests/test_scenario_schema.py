@@ -32,7 +32,10 @@ VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 @pytest.fixture(scope="module")
 def catalogue() -> dict[str, Scenario]:
-    return load_catalogue()
+    """Parameterised scenarios as their first variant (tests/test_scenario_variants.py walks every value)."""
+    from mlops_drill.scenarios.variants import first_variant
+
+    return {sid: first_variant(sc) for sid, sc in load_catalogue().items()}
 
 
 def _error(path: Path) -> str:

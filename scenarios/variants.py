@@ -1,0 +1,117 @@
+"""Seeded variants: one scenario file, many incidents that cannot be memorised.
+
+A scenario that declares ``parameters`` is a template. A draw picks one value per
+parameter from ``random.Random(f"{id}:{seed}")``: seeding with a string hashes it
+with SHA-512, so the same id and seed give the same variant on every machine and
+Python run, and two scenarios with the same seed draw independently. The draw fills
+``{{ name }}`` in the templated fields and validates the result as an ordinary
+scenario, so the engine, the fix checks and the grader never see a placeholder.
+
+Why plain ``{{ name }}`` substitution and not a template language: scenario files
+come from instructors' packs, and substitution cannot run code, loop or fail half-way;
+every name is checked when the file loads (:func:`schema._check_placeholders`).
+A string that is one placeholder and nothing else takes the value's own type, so a
+numeric fault parameter stays a number.
+"""
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mlops_drill.scenarios.schema import PLACEHOLDER, TEMPLATED_FIELDS, Scenario
+
+#: Seeds a fresh draw picks from when none is given (any int is accepted from a user).
+SEED_SPACE = 2**31
+
+
+class Variant(BaseModel):
+    """What identifies one incident of a parameterised scenario: enough to replay its grade."""
+
+    scenario: str
+    seed: int
+    values: dict[str, Any] = Field(description="the drawn value of every parameter")
+
+
+def fresh_seed() -> int:
+    """An unpredictable seed, for a drill started without ``--seed``."""
+    return secrets.randbelow(SEED_SPACE)
+
+
+def draw(sc: Scenario, seed: int) -> dict[str, Any]:
+    """One value per parameter, in name order, from a generator seeded by the scenario id and ``seed``."""
+    rng = random.Random(f"{sc.id}:{seed}")
+    return {name: rng.choice(sc.parameters[name].values()) for name in sorted(sc.parameters)}
+
+
+def variant_count(sc: Scenario) -> int:
+    """How many distinct incidents the scenario can yield (1 without parameters)."""
+    return math.prod(len(p.values()) for p in sc.parameters.values())
+
+
+def render_value(value: Any, values: dict[str, Any]) -> Any:
+    """``value`` with every placeholder filled; a string that is exactly one placeholder takes the value's type."""
+    if isinstance(value, str):
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole is not None and whole.group(1).strip() in values:
+            return values[whole.group(1).strip()]
+        return PLACEHOLDER.sub(lambda m: _text(values[m.group(1).strip()]), value)
+    if isinstance(value, dict):
+        return {k: render_value(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, values) for v in value]
+    return value
+
+
+def _text(value: Any) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def rendered_data(sc: Scenario, values: dict[str, Any]) -> dict[str, Any]:
+    """The scenario as plain data with ``values`` filled in and no parameter space left."""
+    data = sc.model_dump(exclude_unset=True, exclude={"parameters"})
+    for key in TEMPLATED_FIELDS:
+        if key in data:
+            data[key] = render_value(data[key], values)
+    return data
+
+
+def render(sc: Scenario, values: dict[str, Any], seed: int | None = None) -> Scenario:
+    """The scenario ``values`` make; raises pydantic's ValidationError when the filled-in file is invalid."""
+    out = Scenario.model_validate(rendered_data(sc, values))
+    if seed is not None:
+        out._variant = Variant(scenario=sc.id, seed=seed, values=values)
+    return out
+
+
+def variant(sc: Scenario, seed: int | None) -> Scenario:
+    """The incident ``seed`` draws (a fresh seed when None); a scenario without parameters is returned as is."""
+    if not sc.parameters:
+        return sc
+    if seed is None:
+        seed = fresh_seed()
+    return render(sc, draw(sc, seed), seed)
+
+
+def probe_values(sc: Scenario) -> list[dict[str, Any]]:
+    """Draws that together use every choice and both ends of every range (the other parameters at their
+    first value): what the loader validates, so a value that breaks the file is found before any drill."""
+    firsts = {name: p.values()[0] for name, p in sc.parameters.items()}
+    probes = [firsts]
+    for name, p in sc.parameters.items():
+        values = p.values()
+        for value in (values[1:] if p.choices is not None else values[-1:] if len(values) > 1 else ()):
+            probes.append({**firsts, name: value})
+    return probes
+
+
+def first_variant(sc: Scenario) -> Scenario:
+    """The draw of every parameter's first value (the scenario itself when it has none).
+
+    Why it exists: material written for one fixed incident (the calibration transcripts, offline
+    grading tests) is graded against this variant, so authors list the original incident first.
+    """
+    return render(sc, probe_values(sc)[0]) if sc.parameters else sc
