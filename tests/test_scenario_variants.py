@@ -1,0 +1,261 @@
+"""Seeded variants without a cluster: the parameter space's types, {{ name }} templating, the draw, one-line
+errors, every value of the catalogue's parameterised scenarios, and `grade-transcript` replaying a variant.
+
+The cluster half (each parameterised scenario's self-test for three seeds, the candidate-view sweep of a
+seeded start) is in tests/test_scenarios.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_drill.errors import DrillError
+from mlops_drill.grader.grade import grade
+from mlops_drill.grader.synthetic import passing_checks, transcript_from_lines
+from mlops_drill.grader.transcript import write_transcript
+from mlops_drill.scenarios.loader import catalogue_dir, load_catalogue, load_scenario
+from mlops_drill.scenarios.schema import Parameter
+from mlops_drill.scenarios.variants import (draw, first_variant, probe_values, render, render_value, variant,
+                                            variant_count)
+
+CATALOGUE = load_catalogue()
+PARAMETERISED = sorted(sid for sid, sc in CATALOGUE.items() if sc.parameters)
+WRONG_VERSION = catalogue_dir() / "wrong-model-version.yaml"
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(DrillError) as info:
+        load_scenario(path)
+    return str(info.value)
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "wrong-model-version.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- the parameter space's types
+
+def test_parameter_kinds_and_their_values() -> None:
+    assert Parameter.model_validate({"choices": ["a", 2, 0.5]}).values() == ("a", 2, 0.5)
+    ints = Parameter.model_validate({"range": {"min": 720, "max": 1200, "step": 60}})
+    assert ints.values() == tuple(range(720, 1201, 60)) and all(type(v) is int for v in ints.values())
+    floats = Parameter.model_validate({"range": {"min": 0.1, "max": 1.0, "step": 0.1}})
+    assert floats.values()[-1] == 1.0 and len(floats.values()) == 10  # no value lost to rounding
+    mixed = Parameter.model_validate({"range": {"min": 1, "max": 2.5, "step": 0.5}})
+    assert mixed.values() == (1.0, 1.5, 2.0, 2.5)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ({}, "give either `choices` or `range`"),
+    ({"choices": ["a"], "range": {"min": 1, "max": 2}}, "give either `choices` or `range`"),
+    ({"choices": ["a", "a"]}, "listed twice"),
+    ({"choices": []}, "at least 1 item"),
+    ({"choices": [True]}, "Input should be a valid"),
+    ({"range": {"min": 5, "max": 1}}, "range is empty"),
+    ({"range": {"min": 0, "max": 100000}}, "more than 1000 values"),
+    ({"range": {"min": 0, "max": 10, "step": 0}}, "greater than or equal to 1"),
+    ({"choices": ["a"], "colour": "red"}, "Extra inputs are not permitted"),
+])
+def test_a_bad_parameter_is_refused(spec: dict, problem: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        Parameter.model_validate(spec)
+    assert problem in str(info.value)
+
+
+# --------------------------------------------------------------------------- templating
+
+def test_render_fills_text_and_keeps_the_type_of_a_whole_placeholder() -> None:
+    values = {"node": "gpu-node-0", "age": 780, "ratio": 2.5}
+    assert render_value("{{ age }}", values) == 780
+    assert render_value("{{node}}", values) == "gpu-node-0"
+    assert render_value("cordon {{ node }} after {{ age }} min at x{{ ratio }}", values) == \
+        "cordon gpu-node-0 after 780 min at x2.5"
+    assert render_value({"args": ["get", "node", "{{ node }}"], "n": 3}, values) == \
+        {"args": ["get", "node", "gpu-node-0"], "n": 3}
+
+
+def test_a_scenario_without_parameters_is_unchanged() -> None:
+    sc = CATALOGUE["gpu-missing-toleration"]
+    assert not sc.parameters and variant_count(sc) == 1
+    assert variant(sc, 7) is sc and variant(sc, None) is sc and sc.variant is None
+    assert first_variant(sc) is sc
+
+
+def test_a_variant_leaves_no_placeholder_and_names_its_draw() -> None:
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    drawn = variant(sc, 11)
+    assert "{{" not in json.dumps(drawn.model_dump()) and not drawn.parameters
+    assert drawn.variant.scenario == sc.id and drawn.variant.seed == 11
+    node = drawn.variant.values["node"]
+    assert drawn.faults[0].params["node"] == node
+    assert drawn.fix.checks[0].args[2] == node
+    assert f"kubectl cordon {node}" in drawn.reference_solution
+    assert "{{ node }}" in sc.fix.checks[0].args[2]  # the template itself is untouched
+
+
+# --------------------------------------------------------------------------- the draw
+
+def test_the_draw_is_the_same_in_another_python_process() -> None:
+    """random.Random(str) hashes the string with SHA-512: no PYTHONHASHSEED or process state leaks in."""
+    sc = CATALOGUE["stale-feature-cache"]
+    code = ("import json; from mlops_drill.scenarios.loader import load_catalogue; "
+            "from mlops_drill.scenarios.variants import draw; sc = load_catalogue()['stale-feature-cache']; "
+            "print(json.dumps([draw(sc, s) for s in range(20)]))")
+    theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+    assert json.loads(theirs) == [draw(sc, s) for s in range(20)]
+
+
+def test_seeds_reach_every_value_and_scenarios_draw_independently() -> None:
+    assert len(PARAMETERISED) >= 3
+    for sid in PARAMETERISED:
+        sc = CATALOGUE[sid]
+        seen = {json.dumps(draw(sc, s), sort_keys=True) for s in range(400)}
+        assert len(seen) == variant_count(sc), sid
+    # Same seed, two scenarios: not one shared sequence (the id is part of the generator's seed).
+    a, b = CATALOGUE["wrong-model-version"], CATALOGUE["gpu-driver-cuda-mismatch"]
+    firsts = [(draw(a, s)["archived_version"], draw(b, s)["node"]) for s in range(200)]
+    assert len(set(firsts)) == 4
+
+
+@pytest.mark.parametrize("scenario_id", PARAMETERISED)
+def test_every_value_makes_a_drill_whose_reference_solution_walks_in_order(scenario_id: str) -> None:
+    """Each probed variant (every choice, both ends of each range): the reference, parsed for real, does each
+    required step after its predecessors, trips no anti-pattern, and grades >= 90 against its own variant."""
+    from mlops_drill.grader.parse import parse_command
+
+    sc = CATALOGUE[scenario_id]
+    for values in probe_values(sc):
+        v = render(sc, values)
+        required = {s.id for s in v.required_steps()}
+        done: set[str] = set()
+        for line in v.reference_solution:
+            cmd = parse_command(line)
+            assert cmd.error is None, line
+            for ap in v.anti_patterns:
+                assert not (ap.matches(cmd) and not set(ap.unless_after) <= done), f"{values} {ap.id}: {line}"
+            for step in v.steps.values():
+                if step.id not in done and step.matches(cmd) and not (v.predecessors(step.id) & required) - done:
+                    done.add(step.id)
+        assert required <= done, (values, sorted(required - done))
+        events = transcript_from_lines(v.reference_solution, checks=passing_checks(len(v.fix.checks)))
+        assert grade(events, v).score >= 90, values
+
+
+def test_a_mismatched_variant_does_not_grade_as_the_drawn_one() -> None:
+    """The drawn value is in the matchers: cordoning the other node is not the remedy of this variant."""
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    on_0 = render(sc, {"node": "gpu-node-0", "library_version": "580.173.02"})
+    on_1 = render(sc, {"node": "gpu-node-1", "library_version": "580.173.02"})
+    events = transcript_from_lines(on_1.reference_solution, checks=passing_checks(len(on_1.fix.checks)))
+    assert grade(events, on_1).score >= 90
+    assert grade(events, on_0).score < grade(events, on_1).score - 10
+
+
+# --------------------------------------------------------------------------- one-line errors at load
+
+def test_unknown_parameter_names_file_line_and_field(tmp_path: Path) -> None:
+    text = WRONG_VERSION.read_text().replace('version: "{{ archived_version }}"', 'version: "{{ archived_verison }}"')
+    path = _write(tmp_path, text)
+    message = _error(path)
+    line = _line_of(text, "archived_verison")
+    assert message.startswith(f"{path}:{line}:7: faults.0.params.version: unknown parameter 'archived_verison'")
+    assert "did you mean 'archived_version'?" in message and "\n" not in message
+
+
+def test_placeholder_without_parameters_and_in_hints(tmp_path: Path) -> None:
+    valid = catalogue_dir() / "gpu-missing-toleration.yaml"
+    text = valid.read_text().replace("briefing: |\n", "briefing: |\n  {{ node }} is down.\n", 1)
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, 'briefing:')}:" in message
+    assert "unknown parameter 'node'" in message and "none are declared under `parameters`" in message
+
+    text = WRONG_VERSION.read_text()
+    first_hint = text[text.index("  - text: ", text.index("hints:")):].split("\n", 1)[0]
+    text = text.replace(first_hint, first_hint + " Is it {{ archived_version }}?")
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, 'Is it {{ archived_version }}')}:" in message
+    assert "hints is not templated" in message
+
+
+def test_malformed_placeholder(tmp_path: Path) -> None:
+    text = WRONG_VERSION.read_text().replace('version: "{{ archived_version }}"', 'version: "{{ archived version }}"')
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, 'archived version }}')}:" in message and "malformed placeholder" in message
+
+
+def test_parameter_no_fault_uses(tmp_path: Path) -> None:
+    text = WRONG_VERSION.read_text().replace('version: "{{ archived_version }}"', 'version: "2"')
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, '  archived_version:')}:" in message
+    assert "parameters.archived_version: parameter 'archived_version' is used in no fault's params" in message
+
+
+def test_a_value_that_breaks_the_file_is_named(tmp_path: Path) -> None:
+    """A choice that makes a templated matcher invalid fails at load, at the template's line, naming the value."""
+    text = WRONG_VERSION.read_text()
+    text = text.replace('      - {tool: curl, url_path: "/api/2.0/mlflow/model-versions/transition-stage*"}\n',
+                        '      - {tool: curl, url_path: "/api/2.0/mlflow/model-versions/transition-stage*"}\n'
+                        '      - {raw_regex: "transition.*version={{ archived_version }}"}\n', 1)
+    text = text.replace('choices: ["2", "1"]', 'choices: ["2", "1", "(3"]')
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, 'raw_regex')}:" in message
+    assert "anti_patterns.0.match.1.raw_regex: not a valid regular expression" in message
+    assert message.endswith("(in the variant archived_version='(3')") and "\n" not in message
+
+
+def test_bad_parameter_spec_points_at_its_line(tmp_path: Path) -> None:
+    text = WRONG_VERSION.read_text().replace('choices: ["2", "1"]', 'choices: ["2", "1"]\n    range: {min: 1, max: 2}')
+    message = _error(_write(tmp_path, text))
+    assert f":{_line_of(text, '  archived_version:')}:" in message and "give either `choices` or `range`" in message
+
+
+# --------------------------------------------------------------------------- replaying a grade
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_grade_transcript_replays_the_recorded_variant(tmp_path: Path) -> None:
+    """`finish` appends the draw; `grade-transcript` grades against that variant, or the one --seed names."""
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    seed = next(s for s in range(100) if draw(sc, s)["node"] == "gpu-node-0")
+    other = next(s for s in range(100) if draw(sc, s)["node"] == "gpu-node-1")
+    drawn = variant(sc, seed)
+    events = [e.model_dump() for e in transcript_from_lines(drawn.reference_solution,
+                                                            checks=passing_checks(len(drawn.fix.checks)))]
+    plain = tmp_path / "plain.jsonl"
+    write_transcript(plain, events)
+    refused = _cli("grade-transcript", str(plain), "--scenario", sc.id, "-f", "json")
+    assert refused.returncode != 0
+    assert "has variants and this transcript records none: pass --seed N" in refused.stderr
+
+    events.append({"ts": events[-1]["ts"] + 1, "kind": "session",
+                   "data": {"action": "variant", **drawn.variant.model_dump()}})
+    recorded = tmp_path / "recorded.jsonl"
+    write_transcript(recorded, events)
+    replay = json.loads(_cli("grade-transcript", str(recorded), "--scenario", sc.id, "-f", "json").stdout)
+    assert replay["seed"] == seed and replay["values"] == drawn.variant.values and replay["score"] >= 90
+    wrong = json.loads(_cli("grade-transcript", str(recorded), "--scenario", sc.id, "-f", "json",
+                            "--seed", str(other)).stdout)
+    assert wrong["seed"] == other and wrong["values"]["node"] == "gpu-node-1" and wrong["score"] < replay["score"]
+    md = _cli("grade-transcript", str(recorded), "--scenario", sc.id, "-f", "md").stdout
+    assert f"Variant seed {seed}: library_version=" in md and "node=gpu-node-0" in md
+
+    fixed = _cli("grade-transcript", str(plain), "--scenario", "gpu-missing-toleration", "--seed", "3")
+    assert fixed.returncode != 0 and "declares no parameters, so it has no variants" in fixed.stderr
+
