@@ -22,6 +22,22 @@ def markers_in(text: str) -> list[str]:
     return sorted(set(MARKERS.findall(text)))
 
 
+def variant_markers_in(text: str, scenario) -> list[str]:
+    """What of a drawn variant's identity shows in ``text`` (lower-cased candidate view): its seed, a parameter's
+    name where it is not an ordinary word (``archived_version``), a label of the draw (``variant``, ``seed``), or
+    an unfilled placeholder. The drawn values themselves may show only as the symptom does (the node that
+    crashes, the table the CronJob reads)."""
+    variant = getattr(scenario, "variant", None)
+    if variant is None:
+        return []
+    found = [f"seed {variant.seed}"] if re.search(rf"(?<![0-9]){variant.seed}(?![0-9])", text) else []
+    found += [name for name in variant.values
+              if "_" in name and re.search(rf"(?<![a-z_]){re.escape(name)}(?![a-z_])", text)]
+    found += sorted(set(re.findall(r"(?<![a-z])(variants?|seed)(?![a-z])", text)))
+    found += ["{{"] if "{{" in text else []
+    return found
+
+
 def assert_reference_solution_fixes(ctx, scenario) -> None:
     """Type the scenario's reference solution as the candidate; its fix checks must pass and it must grade >= 90.
 

@@ -10,29 +10,60 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
+from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in, variant_markers_in
 
 from mlops_drill.scenarios.loader import load_catalogue
+from mlops_drill.scenarios.variants import draw
 
 pytestmark = pytest.mark.cluster
 CATALOGUE = load_catalogue()
+#: Self-tests per parameterised scenario (the rest of its values: tests/test_scenario_variants.py without a
+#: cluster, bench/variant_sweep.py on one).
+VARIANT_SEEDS = 3
 
 
-@pytest.mark.parametrize("scenario_id", sorted(CATALOGUE))
-def test_scenario_self_test(platform, candidate, scenario_id):
+def covering_seeds(sc, n: int = VARIANT_SEEDS, first: int = 1_000_003) -> list[int]:
+    """``n`` seeds, each the first of a window whose draw brings the most values the earlier ones did not:
+    the runs show as many different incidents as they can. Seven digits, so the seed cannot hide among
+    the small numbers of a candidate's view."""
+    draws = {seed: set(draw(sc, seed).items()) for seed in range(first, first + 200)}
+    seeds: list[int] = []
+    seen: set[tuple[str, object]] = set()
+    for _ in range(n):
+        best = max((s for s in draws if s not in seeds), key=lambda s: (len(draws[s] - seen), -s))
+        seeds.append(best)
+        seen |= draws[best]
+    return sorted(seeds)
+
+
+CASES = [pytest.param(sid, None, id=sid) for sid, sc in sorted(CATALOGUE.items()) if not sc.parameters] + [
+    pytest.param(sid, seed, id=f"{sid}-seed{seed}")
+    for sid, sc in sorted(CATALOGUE.items()) if sc.parameters for seed in covering_seeds(sc)]
+
+
+@pytest.mark.parametrize("scenario_id, seed", CASES)
+def test_scenario_self_test(platform, candidate, scenario_id, seed):
+    from mlops_drill.grader.transcript import read_transcript
     from mlops_drill.injector import baseline, engine
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
     from mlops_drill.injector.fault import REGISTRY
 
-    sc = CATALOGUE[scenario_id]
-    assert not [f.name for f in sc.faults if f.name not in REGISTRY], "every catalogue fault is implemented"
-    engine.start(platform, scenario_id)  # raises when the symptom is not observable in time
+    assert not [f.name for f in CATALOGUE[scenario_id].faults if f.name not in REGISTRY], \
+        "every catalogue fault is implemented"
+    started = engine.start(platform, scenario_id, seed=seed)  # raises when the symptom is not observable in time
+    sc = engine.session_scenario(started.session)  # the drawn variant (the scenario itself without parameters)
     try:
-        found = markers_in(candidate_view(candidate))
-        assert not found, f"with {scenario_id} live the candidate can read {found}"
+        view = candidate_view(candidate)
+        found = markers_in(view) + variant_markers_in(view, sc)
+        assert not found, f"with {scenario_id} (seed {seed}) live the candidate can read {found}"
         before = engine.verify(platform, record=False, wait=False)
         assert not all(r.passed for r in before), f"fix checks pass before any fix: {before}"
         assert_reference_solution_fixes(platform, sc)
+        if seed is not None:
+            recorded = [e.data for e in read_transcript(started.session.transcript).events
+                        if e.kind == "session" and e.data.get("action") == "variant"]
+            assert recorded == [{"action": "variant", "scenario": scenario_id, "seed": seed,
+                                 "values": sc.variant.values}], "finish records the draw for a replay"
     finally:
         engine.reset(platform)
     assert baseline.unhealthy(platform) == []

@@ -50,6 +50,9 @@ class ScenarioOut(BaseModel):
 class StartIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scenario: str = Field(min_length=1, max_length=200, description="a catalogue id (GET /api/v1/scenarios)")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+                             description="the variant of a parameterised scenario to draw (default: a fresh one, "
+                                         "named in the graded report)")
 
 
 class StartOut(BaseModel):
@@ -157,7 +160,7 @@ def create_app(ctx_factory: Callable[[], Any], token: str | None = None) -> Fast
     def start_session(body: StartIn) -> StartOut:
         """Inject the scenario's fault, wait until its symptom shows, return the briefing."""
         with _http_errors():
-            started = drills.start(body.scenario)
+            started = drills.start(body.scenario, body.seed)
         return StartOut(**started.__dict__)
 
     @api.get("/sessions/{session_id}", response_model=SessionOut, responses=_ERRORS)

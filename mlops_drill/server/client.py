@@ -101,8 +101,9 @@ class Client:
     def scenarios(self) -> list[dict[str, Any]]:
         return self._call("GET", "/scenarios")
 
-    def start(self, scenario: str) -> "Session":
-        body = self._call("POST", "/sessions", json={"scenario": scenario})
+    def start(self, scenario: str, seed: int | None = None) -> "Session":
+        body = self._call("POST", "/sessions", json={"scenario": scenario, **({"seed": seed} if seed is not None
+                                                                               else {})})
         return Session(self, body["session_id"], body["scenario"], body["briefing"], body["time_limit_s"])
 
 

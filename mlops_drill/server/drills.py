@@ -139,8 +139,9 @@ class Drills:
                 for sid, sc in sorted(load_catalogue().items())]
 
     # -- a session's life --------------------------------------------------------------------
-    def start(self, scenario_id: str) -> Started:
-        """Inject the scenario's fault, wait until its symptom shows, return the briefing."""
+    def start(self, scenario_id: str, seed: int | None = None) -> Started:
+        """Inject the scenario's fault, wait until its symptom shows, return the briefing; ``seed`` draws the
+        variant of a parameterised scenario (a fresh one when None, named only in the graded report)."""
         from mlops_drill.injector import engine
 
         utf8(scenario_id, "scenario")
@@ -164,7 +165,7 @@ class Drills:
             self.starting = sc.id
         try:
             ctx = self.ctx
-            report = engine.start(ctx, sc.id)
+            report = engine.start(ctx, sc.id, seed=seed)
         except DrillError as exc:
             with self.lock:
                 self.starting = None

@@ -102,14 +102,17 @@ def create_server(ctx_factory: Callable[[], Any]) -> MCPServer:
 
     @server.tool()
     def start_scenario(scenario: Annotated[str, Field(min_length=1, max_length=200,
-                                                      description="a scenario id from list_scenarios")]
+                                                      description="a scenario id from list_scenarios")],
+                       seed: Annotated[int | None, Field(ge=0, le=2**63 - 1,
+                                                         description="the variant of a parameterised "
+                                                                     "scenario (default: a fresh one)")] = None
                        ) -> StartedInfo:
         """Inject the scenario's fault, wait until its symptom shows, and return the briefing.
 
         One scenario runs at a time: finish the running one first. Takes seconds to a few minutes.
         """
         with _tool_errors():
-            started = drills.start(scenario)
+            started = drills.start(scenario, seed)
         with current_lock:
             current["id"] = started.session_id
         return StartedInfo(**started.__dict__)
