@@ -31,6 +31,9 @@ KEY_NOTES: dict[str, str] = {
     "anti_patterns": "commands that are weak signals (acting before looking), with a penalty",
     "fix": "checks that must all pass once the platform is repaired (kubectl, http, metric)",
     "hints": "progressive hints, vaguest first; each reveals a step",
+    "parameters": ("the variant space: each drill draws one value per parameter (choices or a range) and fills "
+                   "{{ name }} in briefing, faults, expected, anti_patterns, accepted_diagnoses, fix and "
+                   "reference_solution (docs/authoring.md, Seeded variants)"),
     "reference_solution": ("what a senior engineer types, top to bottom without a TTY; `mlops-drill scenario "
                            "selftest` types it on the cluster and expects the fix checks to pass and a grade >= 90"),
 }

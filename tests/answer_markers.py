@@ -41,12 +41,18 @@ def variant_markers_in(text: str, scenario) -> list[str]:
 def assert_reference_solution_fixes(ctx, scenario) -> None:
     """Type the scenario's reference solution as the candidate; its fix checks must pass and it must grade >= 90.
 
-    One body for the self-tests on a cluster of its own and on a seat of a shared one.
+    One body for the self-tests on a cluster of its own and on a seat of a shared one. A parameterised scenario
+    is typed as the variant the running session drew (its template holds placeholders).
     """
     from mlops_drill.injector import engine
 
+    if scenario.parameters:
+        session = engine.load_session(ctx)
+        assert session is not None and session.scenario == scenario.id, "start the scenario first"
+        scenario = engine.session_scenario(session)
     result = engine.run_as_candidate(ctx, scenario.reference_solution)
     graded = engine.finish(ctx)
+    assert graded.seed == (scenario.variant.seed if scenario.variant else None), "the report names the draw"
     failed = [r for r in engine.verify(ctx, record=False, wait=False) if not r.passed]
     assert not failed, f"fix checks fail after the reference solution: {failed}\n{result.stderr[-1500:]}"
     assert graded.score >= 90, f"reference solution graded {graded.score}"
