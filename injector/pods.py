@@ -113,12 +113,21 @@ def wait_device_plugin(ctx: DrillContext, node: str, replaced: list[str], timeou
     while True:
         plugins = list_pods(ctx, PLUGIN_NAMESPACE, PLUGIN_SELECTOR)
         names = {p["metadata"]["name"] for p in plugins}
-        if not names & set(replaced) and any(node_of(p) == node and is_ready(p) for p in plugins):
+        if not names & set(replaced) and any(node_of(p) == node and is_ready(p) for p in plugins) \
+                and _gpus_counted(ctx, node):
             baseline.wait_healthy(ctx)  # now the DaemonSet's status can only be catching up
             return
         if time.monotonic() > deadline:
             raise DrillError(f"no Ready device-plugin pod on {node} {timeout:.0f}s after its restart")
         time.sleep(0.1)
+
+
+def _gpus_counted(ctx: DrillContext, node: str) -> bool:
+    """The node's GPUs are allocatable again: a real kubelet counts them only once the fresh plugin has
+    registered and listed them, some seconds after its pod is Ready (the next scenario must not see 0)."""
+    status = ctx.core.read_node(node).status
+    capacity = (status.capacity or {}).get("nvidia.com/gpu", "0")
+    return capacity != "0" and (status.allocatable or {}).get("nvidia.com/gpu") == capacity
 
 
 @dataclass(frozen=True)
