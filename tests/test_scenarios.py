@@ -90,3 +90,39 @@ def test_status_survives_the_engine_that_started_the_scenario(platform, cluster)
         reset = cli("reset")
     assert reset.returncode == 0 and "baseline restored" in reset.stdout, reset.stderr
     assert cli("status").stdout.strip() == "no scenario running"
+
+
+def test_a_fresh_seed_is_told_only_by_finish(platform, cluster):
+    """`start` without --seed draws a hidden variant: the briefing and `status` do not name it, `finish` does,
+    and `grade-transcript` on the session's transcript regrades that same variant."""
+    import json
+    import sys
+
+    from mlops_drill.injector import engine
+    from mlops_drill.scenarios.variants import draw
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
+                              capture_output=True, text=True, timeout=300)
+
+    started = cli("start", "wrong-model-version")
+    assert started.returncode == 0, started.stderr
+    session = engine.load_session(platform)
+    try:
+        assert session is not None and session.seed is not None
+        assert session.values == draw(CATALOGUE["wrong-model-version"], session.seed)
+        told = started.stdout + started.stderr + cli("status", "--json").stdout
+        assert str(session.seed) not in told and "archived_version" not in told and "{{" not in told
+        engine.run_as_candidate(platform, engine.session_scenario(session).reference_solution)  # checks pass at once
+        finished = cli("finish", "--format", "json")
+        assert finished.returncode == 0, finished.stderr
+        graded = json.loads(finished.stdout)
+        assert graded["seed"] == session.seed and graded["values"] == session.values and graded["score"] >= 90
+        replay = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "grade-transcript", session.transcript,
+                                 "--scenario", "wrong-model-version", "--format", "json"],
+                                capture_output=True, text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr
+        again = json.loads(replay.stdout)
+        assert (again["seed"], again["values"], again["score"]) == (graded["seed"], graded["values"], graded["score"])
+    finally:
+        assert cli("reset").returncode == 0
