@@ -419,3 +419,30 @@ def test_a_gpu_node_fault_needs_seats_with_clusters_of_their_own(drill_server):
     answer = drill_server["http"].post("/api/drills", json={"scenario": "gpu-device-plugin-crash", "seats": 2})
     assert answer.status_code == 422
     assert "isolation 'clusters'" in answer.json()["detail"]
+
+
+def test_every_seat_gets_the_drills_variant(drill_server):
+    """A parameterised scenario: every seat's cluster is broken the same way (the variant of the seed the
+    instructor gave, not the scenario's first value), and no seat endpoint names the seed."""
+    from mlops_drill.injector.engine import scenario
+    from mlops_drill.scenarios.variants import draw
+
+    http = drill_server["http"]
+    sc = scenario("wrong-model-version")
+    seed = next(s for s in range(1_000_000, 1_000_100) if draw(sc, s)["archived_version"] == "1")
+    created = http.post("/api/drills", json={"scenario": sc.id, "seats": 2, "seed": seed}).json()
+    assert created["seed"] == seed, created
+    try:
+        board = wait(lambda: (b := http.get(f"/api/drills/{created['id']}").json())
+                     and all(s["state"] != "starting" for s in b["seats"]) and b, 600, "the seats", 2)
+        assert [s["state"] for s in board["seats"]] == ["ready", "ready"], board["seats"]
+        for row in created["seats"]:
+            seat, answer = _seat_client(drill_server, row["code"])
+            cfg = yaml.safe_load(seat.get("/api/seat/kubeconfig").text)
+            deploy = _kube_json(cfg, "/apis/apps/v1/namespaces/serving/deployments/fraud-model")
+            env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env.get("MODEL_VERSION") == "1", f"seat {row['seat']} runs another variant: {env}"
+            told = seat.get("/api/seat/briefing").text + json.dumps(answer) + json.dumps(cfg)
+            assert str(seed) not in told and "archived_version" not in told
+    finally:
+        http.delete(f"/api/drills/{created['id']}", timeout=600)

@@ -44,6 +44,9 @@ class DrillIn(BaseModel):
     time_limit_minutes: int | None = Field(None, ge=1, le=240)
     isolation: Isolation = Field("namespaces", description="namespaces: seats share one cluster (light); "
                                                            "clusters: one embedded cluster per seat")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+                             description="the variant of a parameterised scenario every seat gets "
+                                         "(default: a fresh one)")
 
 
 class JoinIn(BaseModel):
@@ -126,8 +129,13 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
             if own:
                 raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} changes GPU node state that "
                                          f"seats of a shared cluster do not have a copy of; use isolation 'clusters'")
+        seed = None
+        if scenario.parameters:
+            from mlops_drill.scenarios.variants import fresh_seed
+
+            seed = body.seed if body.seed is not None else fresh_seed()
         drill = store.create(scenario.id, body.seats, body.time_limit_minutes or scenario.time_limit_minutes,
-                             body.isolation)
+                             body.isolation, seed)
         at_once = shared_parallel if drill.isolation == "namespaces" else parallel
         worker = threading.Thread(target=seats.provision_all, args=(store, drill, at_once),
                                   kwargs={"cancelled": lambda: drill.id in cancelled},
@@ -135,7 +143,7 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         workers[drill.id] = worker
         worker.start()
         return {"id": drill.id, "scenario": drill.scenario, "time_limit_minutes": drill.time_limit_minutes,
-                "seats": [{"seat": s.n, "code": s.code} for s in drill.seats]}
+                "seed": drill.seed, "seats": [{"seat": s.n, "code": s.code} for s in drill.seats]}
 
     @app.get("/api/drills", dependencies=[Depends(instructor)])
     def list_drills() -> list[dict[str, Any]]:

@@ -66,6 +66,9 @@ class Drill(BaseModel):
     state: DrillState = "starting"
     isolation: Isolation = "clusters"  # drills saved before seats could share a cluster had their own
     seats: list[Seat]
+    #: The variant of a parameterised scenario every seat draws (None without parameters): one incident for
+    #: the room, so the debrief compares like with like. Server-side only, like the fault params.
+    seed: int | None = None
 
 
 class DrillStore:
@@ -81,7 +84,7 @@ class DrillStore:
             self.drills[drill.id] = drill
 
     def create(self, scenario: str, seats: int, time_limit_minutes: int,
-               isolation: Isolation = "namespaces") -> Drill:
+               isolation: Isolation = "namespaces", seed: int | None = None) -> Drill:
         from mlops_drill.cluster.seats.names import seat_prefix
 
         with self.lock:
@@ -96,7 +99,7 @@ class DrillStore:
                     seat.route = {"prefix": seat_prefix(drill_id, seat.n), "admin_token": new_token(),
                                   "candidate_token": new_token()}
             drill = Drill(id=drill_id, scenario=scenario, time_limit_minutes=time_limit_minutes,
-                          created_at=time.time(), isolation=isolation, seats=made)
+                          created_at=time.time(), isolation=isolation, seats=made, seed=seed)
             self.drills[drill_id] = drill
             self.save(drill)
             return drill

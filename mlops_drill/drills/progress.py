@@ -16,6 +16,7 @@ import zipfile
 from typing import Any
 
 from mlops_drill.drills.model import Drill, DrillStore, Seat
+from mlops_drill.errors import DrillError
 from mlops_drill.grader.report import GradedTranscript
 from mlops_drill.grader.transcript import Event, Transcript, chain, read_transcript
 
@@ -24,10 +25,15 @@ _cache_lock = threading.Lock()
 
 
 def drill_scenario(drill: Drill):
-    """The catalogue scenario with the instructor's time limit (the time dimension uses it)."""
+    """The catalogue scenario (the drill's variant of a parameterised one) with the instructor's time limit
+    (the time dimension uses it)."""
     from mlops_drill.injector import engine
+    from mlops_drill.scenarios.variants import variant
 
-    return engine.scenario(drill.scenario).model_copy(update={"time_limit_minutes": drill.time_limit_minutes})
+    sc = engine.scenario(drill.scenario)
+    if sc.parameters and drill.seed is None:
+        raise DrillError(f"drill {drill.id}: scenario {sc.id} has variants but the drill recorded no seed")
+    return variant(sc, drill.seed).model_copy(update={"time_limit_minutes": drill.time_limit_minutes})
 
 
 def seat_transcript(store: DrillStore, drill: Drill, seat: Seat) -> Transcript | None:

@@ -60,7 +60,7 @@ def provision(store: DrillStore, drill: Drill, seat: Seat) -> None:
         cluster_s = time.monotonic() - t0
         from mlops_drill.injector.context import context_for
 
-        report = engine.start(context_for(backend), drill.scenario)
+        report = engine.start(context_for(backend), drill.scenario, seed=drill.seed)
         with store.lock:
             seat.setup_s = {"cluster": round(cluster_s, 1), **{k: round(v, 1) for k, v in report.seconds.items()},
                             "total": round(time.monotonic() - t0, 1)}
