@@ -206,6 +206,27 @@ def _assert_acceptance(ids, rows):
     assert len(fixed) >= math.ceil(len(ids) / 2), (fixed, table)
 
 
+def test_a_seed_draws_the_variant_and_the_grade_names_it(client, drill):
+    """`POST /sessions {"seed": N}`: the seat's cluster is broken the way N draws (archived version 1, not the
+    scenario's first value), the briefing does not name the draw, and the graded report does."""
+    from mlops_drill.injector.engine import scenario
+    from mlops_drill.scenarios.variants import draw
+
+    _free(drill)
+    sc = scenario("wrong-model-version")
+    seed = next(s for s in range(1_000_000, 1_000_100) if draw(sc, s)["archived_version"] == "1")
+    session = client.start(sc.id, seed=seed)
+    try:
+        assert str(seed) not in session.briefing and "{{" not in session.briefing
+        env = session.run("kubectl get deploy fraud-model -n serving -o jsonpath={.spec.template.spec.containers[0].env}")
+        assert '"name":"MODEL_VERSION","value":"1"' in env.stdout.replace(" ", ""), env.stdout
+        session.run("kubectl set env deploy/fraud-model -n serving MODEL_VERSION-")
+        session.run("kubectl rollout status deploy/fraud-model -n serving --timeout=120s", timeout_s=150)
+    finally:
+        graded = session.finish(reset=True)
+    assert graded["seed"] == seed and graded["values"] == {"archived_version": "1"}
+
+
 def test_baseline_outscores_random_and_fixes_most(client, drill):
     """Three scenarios of three kinds (a bad revision, a bad extra backend, GPUs held by an idle Job)."""
     _free(drill)
