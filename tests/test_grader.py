@@ -26,6 +26,7 @@ from mlops_drill.grader.synthetic import passing_checks, transcript_from_lines
 from mlops_drill.grader.transcript import (append, chain, read_transcript, write_transcript)
 from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
 from mlops_drill.scenarios.schema import Scenario
+from mlops_drill.scenarios.variants import first_variant
 
 CATALOGUE = sorted(catalogue_dir().glob("*.yaml"))
 SHUFFLE_SEEDS = range(30)
@@ -49,14 +50,14 @@ def test_catalogue_is_not_empty() -> None:
 
 @pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
 def test_reference_solution_grades_at_least_90(path: Path) -> None:
-    sc = load_scenario(path)
+    sc = first_variant(load_scenario(path))  # every value of a parameterised one: tests/test_scenario_variants.py
     graded = _grade_lines(sc, list(sc.reference_solution))
     assert graded.score >= 90, [(d.name, d.score, d.detail) for d in graded.dimensions]
 
 
 @pytest.mark.parametrize("path", CATALOGUE, ids=lambda p: p.stem)
 def test_weaker_variants_of_the_reference_grade_clearly_lower(path: Path) -> None:
-    sc = load_scenario(path)
+    sc = first_variant(load_scenario(path))
     ref = list(sc.reference_solution)
     base = _grade_lines(sc, ref).score
     mutations = [line for line in ref if _is_mutation(line)]
