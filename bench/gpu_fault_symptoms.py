@@ -33,7 +33,7 @@ def main() -> None:
         for sid in args.scenarios:
             report = engine.start(ctx, sid)
             t0 = time.monotonic()
-            engine.run_as_candidate(ctx, catalogue[sid].reference_solution)
+            engine.run_as_candidate(ctx, engine.session_scenario(report.session).reference_solution)
             graded = engine.finish(ctx)
             fix_s = time.monotonic() - t0
             results = engine.verify(ctx, record=False, wait=False)
