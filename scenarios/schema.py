@@ -407,7 +407,9 @@ ParameterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40
 Value = StrictStr | StrictInt | StrictFloat
 #: A parameter's values are listed in full (a range is expanded), so the space must stay small.
 MAX_VALUES = 1000
-PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+#: ``{{ name }}``: a parameter's name between double braces. Anything else between braces stays text: kubectl's
+#: go-templates (``{{range .items}}{{.metadata.name}}{{- end}}``) must survive a render untouched.
+PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*\}\}")
 #: The scenario fields whose strings may hold placeholders. Hints are left out on purpose: `mlops-drill hint`
 #: runs in the candidate's shell, which must never learn the draw; id, title and topics name the scenario.
 TEMPLATED_FIELDS = ("briefing", "faults", "expected", "anti_patterns", "accepted_diagnoses", "fix",
@@ -472,8 +474,8 @@ class Parameter(_Strict):
 
 
 def placeholder_names(text: str) -> list[str]:
-    """The names inside ``{{ ... }}`` of ``text``, in order, stripped (malformed ones as written)."""
-    return [m.strip() for m in PLACEHOLDER.findall(text)]
+    """The parameter names ``{{ name }}`` placeholders in ``text`` use, in order."""
+    return PLACEHOLDER.findall(text)
 
 
 def _walk_strings(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -491,19 +493,17 @@ def _check_placeholders(sc: Scenario) -> None:
     """Every ``{{ name }}`` names a declared parameter in a templated field, and every parameter
     changes a fault: a value that changed only the briefing would be a new story, not a new incident."""
     declared = sc.parameters
+    if not declared:  # without a parameter space nothing is templated: the file means what it says, as always
+        return
     used_by_faults: set[str] = set()
     for loc, text in _walk_strings(sc.model_dump(exclude_unset=True, exclude={"parameters"}), ()):
         for name in placeholder_names(text):
             if loc[0] not in TEMPLATED_FIELDS:
                 raise ReferenceProblem(loc, f"{{{{ {name} }}}}: {loc[0]} is not templated (only "
                                             f"{', '.join(TEMPLATED_FIELDS)} are)")
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-                raise ReferenceProblem(loc, f"malformed placeholder {{{{{name}}}}}: write {{{{ name }}}} with a "
-                                            "declared parameter's name")
             if name not in declared:
-                known = ", ".join(declared) if declared else "none are declared under `parameters`"
                 raise ReferenceProblem(loc, f"unknown parameter {name!r} in {{{{ {name} }}}}"
-                                            f"{_suggest(name, declared)} (declared: {known})")
+                                            f"{_suggest(name, declared)} (declared: {', '.join(declared)})")
             if loc[0] == "faults":
                 used_by_faults.add(name)
     for name in declared:

@@ -56,9 +56,9 @@ def render_value(value: Any, values: dict[str, Any]) -> Any:
     """``value`` with every placeholder filled; a string that is exactly one placeholder takes the value's type."""
     if isinstance(value, str):
         whole = PLACEHOLDER.fullmatch(value)
-        if whole is not None and whole.group(1).strip() in values:
-            return values[whole.group(1).strip()]
-        return PLACEHOLDER.sub(lambda m: _text(values[m.group(1).strip()]), value)
+        if whole is not None and whole.group(1) in values:
+            return values[whole.group(1)]
+        return PLACEHOLDER.sub(lambda m: _text(values[m.group(1)]) if m.group(1) in values else m.group(0), value)
     if isinstance(value, dict):
         return {k: render_value(v, values) for k, v in value.items()}
     if isinstance(value, list):
