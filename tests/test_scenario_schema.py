@@ -14,6 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from reference_walk import steps_done_in_order
 
 from mlops_drill.errors import DrillError
 from mlops_drill.scenarios.jsonschema import SCHEMA_PATH, render_json_schema, write_json_schema
@@ -87,18 +88,9 @@ def test_reference_solution_walks_every_required_step_in_order(catalogue: dict[s
                                                                scenario_id: str) -> None:
     """With the real command parser: the reference reaches each required step only after its
     required predecessors, and never trips an anti-pattern."""
-    parse = pytest.importorskip("mlops_drill.grader.parse").parse_command
     sc = catalogue[scenario_id]
     required = {s.id for s in sc.required_steps()}
-    done: set[str] = set()
-    for line in sc.reference_solution:
-        cmd = parse(line)
-        assert cmd.error is None, line
-        for ap in sc.anti_patterns:
-            assert not (ap.matches(cmd) and not set(ap.unless_after) <= done), f"{ap.id}: {line}"
-        for step in sc.steps.values():
-            if step.id not in done and step.matches(cmd) and not (sc.predecessors(step.id) & required) - done:
-                done.add(step.id)
+    done = steps_done_in_order(sc)
     assert required <= done, sorted(required - done)
 
 
