@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from reference_walk import steps_done_in_order
+from scenario_files import line_of, load_error
 
 from mlops_drill.errors import DrillError
 from mlops_drill.scenarios.jsonschema import SCHEMA_PATH, render_json_schema, write_json_schema
@@ -37,16 +38,6 @@ def catalogue() -> dict[str, Scenario]:
     from mlops_drill.scenarios.variants import first_variant
 
     return {sid: first_variant(sc) for sid, sc in load_catalogue().items()}
-
-
-def _error(path: Path) -> str:
-    with pytest.raises(DrillError) as info:
-        load_scenario(path)
-    return str(info.value)
-
-
-def _line_of(text: str, needle: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def _write(tmp_path: Path, text: str, name: str = "broken.yaml") -> Path:
@@ -164,8 +155,8 @@ def test_diagnosis_keywords_accept_alternatives(catalogue: dict[str, Scenario]) 
 def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
     text = VALID.read_text().replace("          required: false\n", "          reqired: false\n", 1)
     path = _write(tmp_path, text)
-    message = _error(path)
-    line = _line_of(text, "reqired: false")
+    message = load_error(path)
+    line = line_of(text, "reqired: false")
     assert message.startswith(f"{path}:{line}:11: expected.phases.1.steps.2.reqired: unknown key 'reqired'")
     assert "did you mean 'required'?" in message
 
@@ -173,24 +164,24 @@ def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
 def test_wrong_type_names_the_value(tmp_path: Path) -> None:
     text = VALID.read_text().replace("time_limit_minutes: 15", "time_limit_minutes: soon")
     path = _write(tmp_path, text)
-    message = _error(path)
-    assert message.startswith(f"{path}:{_line_of(text, 'time_limit_minutes')}:1: time_limit_minutes: ")
+    message = load_error(path)
+    assert message.startswith(f"{path}:{line_of(text, 'time_limit_minutes')}:1: time_limit_minutes: ")
     assert "'soon'" in message
 
 
 def test_unquoted_colon_is_explained(tmp_path: Path) -> None:
     text = VALID.read_text().replace(
         '  - mlops-drill hypothesize "the new', '  - mlops-drill hypothesize: "the new', 1)
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'hypothesize: ')}:" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'hypothesize: ')}:" in message
     assert "quote text that contains ': '" in message
 
 
 def test_bad_yaml_gives_the_syntax_position(tmp_path: Path) -> None:
     text = VALID.read_text().replace("difficulty: easy", "difficulty: [easy")
     path = _write(tmp_path, text)
-    message = _error(path)
-    broken = _line_of(text, "difficulty: [easy")
+    message = load_error(path)
+    broken = line_of(text, "difficulty: [easy")
     # libyaml notices an unclosed flow sequence at the next token: the line after at worst.
     assert any(message.startswith(f"{path}:{n}:") for n in (broken, broken + 1)), message
     assert "<yaml>: " in message and "flow sequence" in message
@@ -199,15 +190,15 @@ def test_bad_yaml_gives_the_syntax_position(tmp_path: Path) -> None:
 def test_dangling_after_points_at_the_reference(tmp_path: Path) -> None:
     text = VALID.read_text().replace("after: [restore-toleration]", "after: [restore-toleraton]", 1)
     path = _write(tmp_path, text)
-    message = _error(path)
-    assert message.startswith(f"{path}:{_line_of(text, 'restore-toleraton')}:19: expected.phases.3.steps.0.after.0: ")
+    message = load_error(path)
+    assert message.startswith(f"{path}:{line_of(text, 'restore-toleraton')}:19: expected.phases.3.steps.0.after.0: ")
     assert "unknown step 'restore-toleraton' (did you mean 'restore-toleration'?)" in message
 
 
 def test_after_a_later_phase_is_a_cycle(tmp_path: Path) -> None:
     text = VALID.read_text().replace("after: [see-pending-pods]", "after: [watch-rollout]", 1)
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'after: [watch-rollout]')}:" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'after: [watch-rollout]')}:" in message
     assert "cannot come after 'watch-rollout' of the later phase 'verify'" in message
 
 
@@ -217,7 +208,7 @@ def test_cycle_within_a_phase(tmp_path: Path) -> None:
         "          title: Inspect the GPU nodes' taints and free GPU capacity\n"
         "          after: [compare-tolerations]\n", 1)
     text = text.replace("after: [read-scheduler-events]", "after: [read-scheduler-events, inspect-gpu-node]", 1)
-    message = _error(_write(tmp_path, text))
+    message = load_error(_write(tmp_path, text))
     assert "precedence cycle" in message and "inspect-gpu-node" in message
 
 
@@ -225,47 +216,47 @@ def test_duplicate_step_id(tmp_path: Path) -> None:
     text = VALID.read_text().replace("- id: check-serving-after-fix", "- id: watch-rollout", 1)
     path = _write(tmp_path, text)
     second = max(i for i, line in enumerate(text.splitlines(), 1) if "- id: watch-rollout" in line)
-    assert _error(path).startswith(f"{path}:{second}:")
-    assert "step id 'watch-rollout' is used twice" in _error(path)
+    assert load_error(path).startswith(f"{path}:{second}:")
+    assert "step id 'watch-rollout' is used twice" in load_error(path)
 
 
 def test_hint_must_reveal_an_existing_step(tmp_path: Path) -> None:
     text = VALID.read_text().replace("reveals_step: read-scheduler-events", "reveals_step: look-around", 1)
-    message = _error(_write(tmp_path, text))
+    message = load_error(_write(tmp_path, text))
     assert "hints.0.reveals_step: unknown step 'look-around'" in message
 
 
 def test_reference_diagnosis_must_be_accepted(tmp_path: Path) -> None:
     text = VALID.read_text().replace("  - [toleration|tolerate, taint]\n  - [toleration|tolerate, gpu node]\n",
                                      "  - [capacity]\n")
-    message = _error(_write(tmp_path, text))
+    message = load_error(_write(tmp_path, text))
     assert "reference_solution." in message and "not accepted by accepted_diagnoses" in message
 
 
 def test_missing_field_is_named(tmp_path: Path) -> None:
     text = "\n".join(l for l in VALID.read_text().splitlines() if not l.startswith("root_cause:"))
-    message = _error(_write(tmp_path, text))
+    message = load_error(_write(tmp_path, text))
     assert ": root_cause: required field is missing" in message
 
 
 def test_duplicate_key_is_reported(tmp_path: Path) -> None:
     text = VALID.read_text().replace("difficulty: easy", "difficulty: easy\ndifficulty: hard")
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'difficulty: hard')}:1: difficulty: duplicate key" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'difficulty: hard')}:1: difficulty: duplicate key" in message
 
 
 def test_unknown_fault_name(tmp_path: Path) -> None:
     text = VALID.read_text().replace("  - name: remove-toleration", "  - name: remove-tolerations")
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'remove-tolerations')}:" in message and "faults.0.name" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'remove-tolerations')}:" in message and "faults.0.name" in message
 
 
 def test_empty_and_unreadable_files(tmp_path: Path) -> None:
-    assert "file is empty" in _error(_write(tmp_path, ""))
+    assert "file is empty" in load_error(_write(tmp_path, ""))
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"id: \xff\xfe\n")
-    assert "not UTF-8" in _error(binary)
-    assert "cannot read" in _error(tmp_path / "absent.yaml")
+    assert "not UTF-8" in load_error(binary)
+    assert "cannot read" in load_error(tmp_path / "absent.yaml")
 
 
 def test_catalogue_file_name_must_match_id(tmp_path: Path) -> None:

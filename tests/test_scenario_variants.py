@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from reference_walk import steps_done_in_order
+from scenario_files import line_of, load_error
 
-from mlops_drill.errors import DrillError
 from mlops_drill.grader.grade import grade
 from mlops_drill.grader.synthetic import passing_checks, transcript_from_lines
 from mlops_drill.grader.transcript import write_transcript
@@ -27,16 +27,6 @@ from mlops_drill.scenarios.variants import (draw, first_variant, probe_values, r
 CATALOGUE = load_catalogue()
 PARAMETERISED = sorted(sid for sid, sc in CATALOGUE.items() if sc.parameters)
 WRONG_VERSION = catalogue_dir() / "wrong-model-version.yaml"
-
-
-def _error(path: Path) -> str:
-    with pytest.raises(DrillError) as info:
-        load_scenario(path)
-    return str(info.value)
-
-
-def _line_of(text: str, needle: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -161,8 +151,8 @@ def test_a_mismatched_variant_does_not_grade_as_the_drawn_one() -> None:
 def test_unknown_parameter_names_file_line_and_field(tmp_path: Path) -> None:
     text = WRONG_VERSION.read_text().replace('version: "{{ archived_version }}"', 'version: "{{ archived_verison }}"')
     path = _write(tmp_path, text)
-    message = _error(path)
-    line = _line_of(text, "archived_verison")
+    message = load_error(path)
+    line = line_of(text, "archived_verison")
     assert message.startswith(f"{path}:{line}:7: faults.0.params.version: unknown parameter 'archived_verison'")
     assert "did you mean 'archived_version'?" in message and "\n" not in message
 
@@ -179,8 +169,8 @@ def test_placeholder_in_hints_is_refused(tmp_path: Path) -> None:
     text = WRONG_VERSION.read_text()
     first_hint = text[text.index("  - text: ", text.index("hints:")):].split("\n", 1)[0]
     text = text.replace(first_hint, first_hint + " Is it {{ archived_version }}?")
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'Is it {{ archived_version }}')}:" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'Is it {{ archived_version }}')}:" in message
     assert "hints is not templated" in message
 
 
@@ -195,8 +185,8 @@ def test_go_templates_survive_a_render(tmp_path: Path) -> None:
 
 def test_parameter_no_fault_uses(tmp_path: Path) -> None:
     text = WRONG_VERSION.read_text().replace('version: "{{ archived_version }}"', 'version: "2"')
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, '  archived_version:')}:" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, '  archived_version:')}:" in message
     assert "parameters.archived_version: parameter 'archived_version' is used in no fault's params" in message
 
 
@@ -207,16 +197,16 @@ def test_a_value_that_breaks_the_file_is_named(tmp_path: Path) -> None:
                         '      - {tool: curl, url_path: "/api/2.0/mlflow/model-versions/transition-stage*"}\n'
                         '      - {raw_regex: "transition.*version={{ archived_version }}"}\n', 1)
     text = text.replace('choices: ["2", "1"]', 'choices: ["2", "1", "(3"]')
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, 'raw_regex')}:" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, 'raw_regex')}:" in message
     assert "anti_patterns.0.match.1.raw_regex: not a valid regular expression" in message
     assert message.endswith("(in the variant archived_version='(3')") and "\n" not in message
 
 
 def test_bad_parameter_spec_points_at_its_line(tmp_path: Path) -> None:
     text = WRONG_VERSION.read_text().replace('choices: ["2", "1"]', 'choices: ["2", "1"]\n    range: {min: 1, max: 2}')
-    message = _error(_write(tmp_path, text))
-    assert f":{_line_of(text, '  archived_version:')}:" in message and "give either `choices` or `range`" in message
+    message = load_error(_write(tmp_path, text))
+    assert f":{line_of(text, '  archived_version:')}:" in message and "give either `choices` or `range`" in message
 
 
 # --------------------------------------------------------------------------- replaying a grade
