@@ -48,7 +48,7 @@ def grade_transcript(
     fmt: str = typer.Option("rich", "--format", "-f", help=FORMAT_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
     seed: Optional[int] = typer.Option(None, "--seed", help="the variant of a parameterised scenario (default: "
-                                                            "the one the transcript's `finish` recorded)"),
+                                                            "the values the transcript's `finish` recorded)"),
 ) -> None:
     """Grade a recorded session against a scenario's expected reasoning."""
     from mlops_drill.grader.grade import grade
@@ -72,21 +72,37 @@ def grade_transcript(
 
 
 def _variant_of(sc, recording, seed: Optional[int], file: Path):
-    """The variant to grade against: ``--seed``, else the draw `finish` wrote into the transcript."""
-    from mlops_drill.scenarios.variants import draw, render
+    """The variant to grade against: ``--seed``, else the values `finish` wrote into the transcript.
+
+    Why the recorded values and not a re-draw from the recorded seed: a draw indexes into the scenario's
+    choices as the file lists them today, so a file whose choices were reordered or extended since the drill
+    would silently grade another incident. The recorded seed is used only by transcripts that carry no values.
+    """
+    from mlops_drill.scenarios.variants import check_values, draw, render
 
     if not sc.parameters:
         if seed is not None:
             raise DrillError(f"--seed {seed}: scenario {sc.id} declares no parameters, so it has no variants")
         return sc
-    if seed is None:
-        recorded = [e.data for e in recording.events
-                    if e.kind == "session" and e.data.get("action") == "variant" and e.data.get("scenario") == sc.id]
-        if not recorded:
-            raise DrillError(f"{file}: scenario {sc.id} has variants and this transcript records none: pass --seed N "
-                             "(the graded report of the drill names it)")
-        seed = int(recorded[-1]["seed"])
-    return render(sc, draw(sc, seed), seed)
+    if seed is not None:
+        return render(sc, draw(sc, seed), seed)
+    recorded = [e.data for e in recording.events
+                if e.kind == "session" and e.data.get("action") == "variant" and e.data.get("scenario") == sc.id]
+    if not recorded:
+        raise DrillError(f"{file}: scenario {sc.id} has variants and this transcript records none: pass --seed N "
+                         "(the graded report of the drill names it)")
+    last = recorded[-1]
+    recorded_seed = last.get("seed")
+    if type(recorded_seed) is not int:
+        raise DrillError(f"{file}: the recorded variant of {sc.id} has no whole-number seed "
+                         f"({recorded_seed!r}): pass --seed N")
+    values = last.get("values")
+    if values is None:
+        return render(sc, draw(sc, recorded_seed), recorded_seed)
+    if not isinstance(values, dict):
+        raise DrillError(f"{file}: the recorded variant of {sc.id} has values that are not a mapping: pass --seed N")
+    check_values(sc, values, f"{file}: recorded variant of {sc.id}")
+    return render(sc, values, recorded_seed)
 
 
 def _record_statement(kind: str, verb: str, words: list[str]) -> None:

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mlops_drill.scenarios.schema import PLACEHOLDER, TEMPLATED_FIELDS, Scenario
+from mlops_drill.errors import DrillError
+from mlops_drill.scenarios.schema import PLACEHOLDER, TEMPLATED_FIELDS, Parameter, Scenario
 
 #: Seeds a fresh draw picks from when none is given (any int is accepted from a user).
 SEED_SPACE = 2**31
@@ -70,8 +71,48 @@ def _text(value: Any) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
+def check_names(sc: Scenario, values: dict[str, Any], where: str) -> None:
+    """``values`` name exactly the scenario's parameters, else a one-line DrillError that starts with ``where``.
+
+    Why: :func:`render_value` leaves a placeholder it has no value for as text, so values drawn from an
+    older version of the file (a parameter added since the session started) would put a literal
+    ``{{ name }}`` into a fault's params or a matcher instead of failing.
+    """
+    declared, given = set(sc.parameters), set(values)
+    if declared == given:
+        return
+    problems = []
+    if declared - given:
+        problems.append(f"no value for parameter {', '.join(map(repr, sorted(declared - given)))}")
+    if given - declared:
+        problems.append(f"a value for {', '.join(map(repr, sorted(given - declared)))}, which scenario {sc.id} "
+                        "does not declare")
+    raise DrillError(f"{where}: {' and '.join(problems)}: the variant was drawn from another version of "
+                     f"scenario {sc.id} (parameters now: {', '.join(sorted(declared)) or 'none'})")
+
+
+def check_values(sc: Scenario, values: dict[str, Any], where: str) -> None:
+    """``values`` are a variant the scenario can draw today: every parameter present and each value one of its
+    choices or in its range (type included: the choice "2" is not the number 2). One-line DrillError otherwise."""
+    check_names(sc, values, where)
+    for name in sorted(sc.parameters):
+        param, value = sc.parameters[name], values[name]
+        if not any(type(value) is type(v) and value == v for v in param.values()):
+            raise DrillError(f"{where}: parameter {name!r}: value {value!r} is not allowed by scenario {sc.id} "
+                             f"now ({_allowed(param)})")
+
+
+def _allowed(param: Parameter) -> str:
+    if param.choices is not None:
+        shown = ", ".join(repr(v) for v in param.choices[:10])
+        return f"choices: {shown}{', ...' if len(param.choices) > 10 else ''}"
+    r = param.range
+    return f"range {r.min}..{r.max} step {r.step}"  # type: ignore[union-attr]
+
+
 def rendered_data(sc: Scenario, values: dict[str, Any]) -> dict[str, Any]:
     """The scenario as plain data with ``values`` filled in and no parameter space left."""
+    check_names(sc, values, f"scenario {sc.id}")
     data = sc.model_dump(exclude_unset=True, exclude={"parameters"})
     for key in TEMPLATED_FIELDS:
         if key in data:
@@ -80,7 +121,8 @@ def rendered_data(sc: Scenario, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(sc: Scenario, values: dict[str, Any], seed: int | None = None) -> Scenario:
-    """The scenario ``values`` make; raises pydantic's ValidationError when the filled-in file is invalid."""
+    """The scenario ``values`` make; raises pydantic's ValidationError when the filled-in file is invalid, and
+    a one-line DrillError when ``values`` do not name exactly the scenario's parameters."""
     out = Scenario.model_validate(rendered_data(sc, values))
     if seed is not None:
         out._variant = Variant(scenario=sc.id, seed=seed, values=values)

@@ -245,3 +245,102 @@ def test_grade_transcript_replays_the_recorded_variant(tmp_path: Path) -> None:
     fixed = _cli("grade-transcript", str(plain), "--scenario", "gpu-missing-toleration", "--seed", "3")
     assert fixed.returncode != 0 and "declares no parameters, so it has no variants" in fixed.stderr
 
+
+
+def _recorded_transcript(tmp_path: Path, drawn, values: dict | None = None, with_values: bool = True) -> Path:
+    """The reference solution of ``drawn`` plus the `variant` event `finish` appends (``values`` overriding;
+    none at all without ``with_values``, as a transcript written before values were recorded)."""
+    events = [e.model_dump() for e in transcript_from_lines(drawn.reference_solution,
+                                                            checks=passing_checks(len(drawn.fix.checks)))]
+    data = {"action": "variant", **drawn.variant.model_dump()}
+    if values is not None:
+        data["values"] = values
+    if not with_values:
+        del data["values"]
+    events.append({"ts": events[-1]["ts"] + 1, "kind": "session", "data": data})
+    path = tmp_path / "recorded.jsonl"
+    write_transcript(path, events)
+    return path
+
+
+def _edited_copy(tmp_path: Path, old: str, new: str) -> Path:
+    """The catalogue's gpu-driver-cuda-mismatch with its node choices edited after the drill (as an author might)."""
+    text = (catalogue_dir() / "gpu-driver-cuda-mismatch.yaml").read_text()
+    assert old in text
+    path = tmp_path / "gpu-driver-cuda-mismatch.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_grade_transcript_grades_the_recorded_values_when_the_file_changed_since(tmp_path: Path) -> None:
+    """Choices reordered since the drill: the seed would draw the other node today, the recorded values win."""
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    edited_file = _edited_copy(tmp_path, "choices: [gpu-node-1, gpu-node-0]", "choices: [gpu-node-0, gpu-node-1]")
+    edited = load_scenario(edited_file)
+    seed = next(s for s in range(100) if draw(sc, s)["node"] != draw(edited, s)["node"])
+    drawn = variant(sc, seed)
+    assert draw(edited, seed)["node"] != drawn.variant.values["node"]  # a re-draw would grade another incident
+    recorded = _recorded_transcript(tmp_path, drawn)
+
+    replay = json.loads(_cli("grade-transcript", str(recorded), "--scenario", str(edited_file), "-f", "json").stdout)
+    assert replay["seed"] == seed and replay["values"] == drawn.variant.values and replay["score"] >= 90
+    # --seed still asks for a fresh draw from today's file: the other node, and the reference no longer fits.
+    redrawn = json.loads(_cli("grade-transcript", str(recorded), "--scenario", str(edited_file), "-f", "json",
+                              "--seed", str(seed)).stdout)
+    assert redrawn["values"] == draw(edited, seed) and redrawn["score"] < replay["score"]
+
+
+def test_grade_transcript_without_recorded_values_replays_the_seed(tmp_path: Path) -> None:
+    """An older transcript that recorded only the seed is graded as before: the seed's draw from the file."""
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    path = _recorded_transcript(tmp_path, variant(sc, 5), with_values=False)
+    replay = json.loads(_cli("grade-transcript", str(path), "--scenario", sc.id, "-f", "json").stdout)
+    assert replay["seed"] == 5 and replay["values"] == draw(sc, 5)
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"node": "gpu-node-7", "library_version": "580.173.02"},
+     "parameter 'node': value 'gpu-node-7' is not allowed by scenario gpu-driver-cuda-mismatch now (choices: "),
+    ({"node": "gpu-node-0", "library_version": 580},
+     "parameter 'library_version': value 580 is not allowed"),
+    ({"node": "gpu-node-0"}, "no value for parameter 'library_version'"),
+    ({"node": "gpu-node-0", "library_version": "580.173.02", "zone": "b"},
+     "a value for 'zone', which scenario gpu-driver-cuda-mismatch does not declare"),
+])
+def test_a_recorded_value_no_longer_allowed_is_one_line_naming_file_and_parameter(
+        tmp_path: Path, values: dict, problem: str) -> None:
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    recorded = _recorded_transcript(tmp_path, variant(sc, 3), values=values)
+    refused = _cli("grade-transcript", str(recorded), "--scenario", sc.id, "-f", "json")
+    assert refused.returncode != 0 and refused.stdout == ""
+    message = refused.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert str(recorded) in message and problem in message
+
+
+def test_values_that_do_not_match_the_parameters_are_a_one_line_error(tmp_path: Path) -> None:
+    """A parameter added to the file after the session drew its values: no literal {{ name }} reaches a fault."""
+    from mlops_drill.errors import DrillError
+    from mlops_drill.injector.engine import Session, session_scenario
+
+    sc = CATALOGUE["gpu-driver-cuda-mismatch"]
+    with pytest.raises(DrillError) as info:
+        render(sc, {"node": "gpu-node-0"})
+    assert str(info.value) == ("scenario gpu-driver-cuda-mismatch: no value for parameter 'library_version': the "
+                               "variant was drawn from another version of scenario gpu-driver-cuda-mismatch "
+                               "(parameters now: library_version, node)")
+
+    drawn = variant(sc, 4)
+    # The running session's file grows a parameter (used in a fault) after `start` drew its values.
+    edited = _edited_copy(tmp_path, 'library_version: "{{ library_version }}"',
+                             'library_version: "{{ library_version }}{{ build_suffix }}"')
+    edited.write_text(edited.read_text().replace("parameters:\n", "parameters:\n  build_suffix:\n"
+                                                 "    choices: [\"-1\", \"-2\"]\n", 1), encoding="utf-8")
+    assert "build_suffix" in load_scenario(edited).parameters
+    session = Session(scenario=sc.id, scenario_file=str(edited), started_at=0.0, faults=[],
+                      transcript=str(tmp_path / "t.jsonl"), candidate_kubeconfig=str(tmp_path / "kc"),
+                      seed=4, values=drawn.variant.values)
+    with pytest.raises(DrillError) as info:
+        session_scenario(session)
+    message = str(info.value)
+    assert "\n" not in message and "no value for parameter 'build_suffix'" in message
