@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from polling import wait
 
 from mlops_drill.cluster.processpods.spdystatus import ExecStreams, FrameScanner, kubelet_status
 
@@ -43,6 +44,12 @@ def test_a_signal_becomes_128_plus_its_number_and_success_passes_unchanged() -> 
     assert kubelet_status(b"not json") is None
 
 
+def test_the_commands_own_arguments_cannot_fake_its_exit_code() -> None:
+    spoof = json.dumps({"status": "Failure", "message": "Internal error occurred: cmd wait: sh -c exit 3 "
+                        "a: exit status 0\n: signal: killed\nb: exit status 3"})
+    assert json.loads(kubelet_status(spoof.encode()))["details"]["causes"][0]["message"] == "3"
+
+
 def test_a_command_that_never_started_loses_the_host_command_line() -> None:
     start = json.dumps({"status": "Failure", "reason": "InternalError", "message": "Internal error occurred: error "
                         "executing command in container: cmd start: /usr/bin/nsenter --target=1 -- x: no such file"})
@@ -71,7 +78,14 @@ def test_only_the_error_streams_frames_are_rewritten_even_when_split_across_read
 @pytest.mark.parametrize("script,code", [("exit 3", 3), ("ls /no/such/folder", 2), ("kill -9 $$", 137),
                                          ("true", 0)])
 def test_kubectl_exec_exits_with_the_commands_code(candidate, script, code) -> None:
-    result = candidate("exec", "-n", "serving", "deploy/fraud-model", "--", "sh", "-c", script, check=False)
+    def ready_pod() -> str | None:  # a Ready one: an earlier test on the shared cluster may have left one going
+        pods = json.loads(candidate("get", "pods", "-n", "serving", "-l", "app=fraud-model", "-o", "json").stdout)
+        return next((p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
+                     and any(c.get("type") == "Ready" and c.get("status") == "True"
+                             for c in p["status"].get("conditions") or [])), None)
+
+    pod = wait(ready_pod, timeout=60, what="a Ready fraud-model pod")
+    result = candidate("exec", "-n", "serving", pod, "--", "sh", "-c", script, check=False)
     assert result.returncode == code, result.stderr
     if code:
         assert f"command terminated with exit code {code}" in result.stderr, result.stderr

@@ -54,7 +54,7 @@ def test_a_pod_running_as_root_cannot_reach_etcd(cluster, platform, candidate, t
         assert "ESCAPED" not in result.stdout, result.stdout + result.stderr
         assert len(__import__("re").findall(RESET, result.stderr)) >= 2, result.stderr
     finally:
-        candidate("delete", "pod", "-n", "serving", ROOT_POD, "--ignore-not-found", "--wait=false", check=False)
+        candidate("delete", "pod", "-n", "serving", ROOT_POD, "--ignore-not-found", "--wait=true", check=False)
 
 
 needs_iptables = pytest.mark.skipif(shutil.which("iptables") is None or firewall.cgroup2_root() is None,

@@ -6,6 +6,7 @@ field refs), volume mounts mapped onto host folders, and the command line.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -117,22 +118,50 @@ def map_volumes(pod: dict, container: dict, pod_dir: Path, volumes_root: Path, l
         if volume is None:
             continue
         if "persistentVolumeClaim" in volume:
-            host = volumes_root / namespace / volume["persistentVolumeClaim"]["claimName"]
+            host = folder_within(volumes_root, f'{namespace}/{volume["persistentVolumeClaim"]["claimName"]}',
+                                 f'persistentVolumeClaim "{volume["persistentVolumeClaim"]["claimName"]}"')
         elif "hostPath" in volume:
             # A seat of a shared cluster has nodes of its own, so its host folders are its own too.
-            host = volumes_root / "_host" / namespace_prefix(namespace) / volume["hostPath"]["path"].strip("/")
+            host = folder_within(volumes_root, f'_host/{namespace_prefix(namespace)}/{volume["hostPath"]["path"]}',
+                                 f'hostPath "{volume["hostPath"]["path"]}"')
         else:
-            host = pod_dir / "volumes" / mount["name"]
-        host.mkdir(parents=True, exist_ok=True)
+            host = folder_within(pod_dir, f'volumes/{mount["name"]}', f'volume "{mount["name"]}"')
         for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
             if key in volume:
                 ref_name = volume[key].get("name") or volume[key].get("secretName")
                 data = lookup(kind, namespace, ref_name) or {}
                 for fname, content in data.items():
                     (host / fname).write_text(content)
-        target = host / mount["subPath"] if mount.get("subPath") else host
+        target = folder_within(host, mount["subPath"], f'subPath "{mount["subPath"]}"') if mount.get("subPath") else host
         mounts[mount["mountPath"].rstrip("/") or "/"] = target
     return mounts
+
+
+def folder_within(root: Path, relative: str, what: str) -> Path:
+    """``root/relative`` as a real folder inside ``root``, made if missing; SpecError on a way out.
+
+    Why: pods write their volumes, so a pod can plant a symlink (``ln -s / data/esc``) or a
+    mount can name ``..``; bubblewrap binds a source after resolving it on the host, so
+    ``hostPath: /data/esc`` in a second pod would bind the host's root. Each component is
+    checked without following links, then the result is checked to resolve inside ``root``.
+    """
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise SpecError(f"{what}: must not contain '..'")
+    root.mkdir(parents=True, exist_ok=True)
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        if path.is_symlink() or not path.is_dir():
+            raise SpecError(f"{what}: {part} is a symlink or not a directory on the node")
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(path), real_root]) != real_root:
+        raise SpecError(f"{what}: resolves outside the pod's volumes")
+    return path
 
 
 def rewrite_paths(value: str, mounts: dict[str, Path]) -> str:

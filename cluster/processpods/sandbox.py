@@ -216,7 +216,7 @@ class PodSandbox:
             if host.is_dir() and not self.who.root:
                 # A kubelet makes writable volumes usable by the container's user (fsGroup / emptyDir 0777).
                 try:
-                    os.chown(host, self.who.uid, self.who.gid)
+                    os.chown(host, self.who.uid, self.who.gid, follow_symlinks=False)
                 except OSError:
                     pass
         args_r, args_w = os.pipe()

@@ -26,8 +26,10 @@ SYN_STREAM = 1
 #: How Go's os/exec names a signal that ended the command, and the shell's 128 + n for it.
 SIGNAL_CODES = {"hangup": 129, "interrupt": 130, "quit": 131, "aborted": 134, "killed": 137,
                 "segmentation fault": 139, "broken pipe": 141, "terminated": 143}
-EXIT = re.compile(r": exit status (\d+)\s*(?:\n|$)")
-SIGNALLED = re.compile(r": signal: ([a-z ]+)\s*(?:\n|$)")
+#: KWOK's message ends with Go's error for the command ("...: exit status 2"), after the command line itself,
+#: which the command's own arguments could fill with look-alikes: only the very end counts.
+EXIT = re.compile(r": exit status (\d+)\s*\Z")
+SIGNALLED = re.compile(r": signal: ([a-z ]+)\s*\Z")
 
 
 def kubelet_status(payload: bytes) -> bytes | None:

@@ -76,6 +76,7 @@ def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
     Without this a run with checkpointing would resume from the last finished
     run's final epoch and the ledger would count yesterday's GPU hours.
     """
+    from mlops_drill.cluster.processpods.podspec import SpecError, folder_within
     from mlops_drill.cluster.seats.names import namespace_prefix
 
     state = ctx.backend.process_state
@@ -89,6 +90,8 @@ def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
     for volume in job["spec"]["template"]["spec"].get("volumes") or []:
         host = volume.get("hostPath", {}).get("path")
         if host:
-            folder = state / "volumes" / "_host" / seat / host.strip("/")
-            if folder.is_dir():
-                shutil.rmtree(folder)
+            try:  # never through a link a pod planted on the way (podspec.folder_within)
+                folder = folder_within(state / "volumes", f"_host/{seat}/{host}", f'hostPath "{host}"')
+            except SpecError:
+                continue
+            shutil.rmtree(folder)
