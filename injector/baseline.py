@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from mlops_drill.cluster import access
+from mlops_drill.cluster import access, admission
 from mlops_drill.errors import DrillError
 from mlops_drill.injector.context import DrillContext
 
@@ -189,6 +189,9 @@ def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:
     ctx.apply([d for d in docs if d["kind"] != "Namespace"])
     access.ensure_candidate(ctx.api, ctx.kubeconfig, candidate_kubeconfig_path(ctx),
                             token=ctx.backend.candidate_token())
+    # What the candidate may not run (privileged pods, node folders...): on the real cluster, not a seat's view.
+    shared_api = getattr(ctx.backend, "shared_api", None)
+    admission.ensure_policy(shared_api() if shared_api is not None else ctx.api)
     if wait:
         wait_healthy(ctx, timeout)
     return time.monotonic() - started

@@ -35,7 +35,7 @@ import json
 import subprocess
 
 import pytest
-from escape_attempts import (DENIED, NOT_THERE, RESET, Escape, answer_key, check_escape, container_runtime_socket,
+from escape_attempts import (NOT_THERE, RESET, Escape, answer_key, check_escape, container_runtime_socket,
                              host_home, http_attempt, image_writes, list_dir, privilege_attempts, read_file,
                              signal_absent_pid)
 from kind_fixtures import candidate_kubectl
@@ -208,12 +208,12 @@ def test_the_container_runs_as_a_user_with_no_capabilities(pod_sh) -> None:
     assert int(status["CapEff:"], 16) == 0 and status["Seccomp:"] == "2", status
 
 
-def test_device_plugin_pod_cannot_change_the_gpu_inventory(candidate) -> None:
-    """The plugin runs as root (it owns the kubelet's socket folder), yet without capabilities, and reads the
-    node's GPU inventory through a read-only mount: a candidate cannot heal a GPU fault from inside it."""
-    plugin_sh = _exec_sh(candidate, "gpu-operator", "ds/nvidia-device-plugin-daemonset")
-    for escape in (
-            Escape("plugin-write-gpu-inventory", "echo '{}' > /etc/mlops-drill/gpu.json && echo ESCAPED", DENIED),
-            Escape("plugin-mount", "mount -t tmpfs none /etc/mlops-drill && echo ESCAPED", DENIED),
-            Escape("plugin-chroot", "chroot / /bin/true && echo ESCAPED", DENIED)):
-        check_escape(escape, plugin_sh)
+def test_device_plugin_pod_runs_nvidia_smi_only(candidate) -> None:
+    """The plugin runs as root with the kubelet's device-plugin folder: a shell there could register a plugin
+    of its own and heal a GPU fault. The candidate's exec into it runs nvidia-smi only (cluster/admission.py)."""
+    shell = candidate("exec", "-n", "gpu-operator", "ds/nvidia-device-plugin-daemonset", "--", "sh", "-c",
+                      "echo '{}' > /etc/mlops-drill/gpu.json && echo ESCAPED", check=False)
+    assert "ESCAPED" not in shell.stdout and "only nvidia-smi" in shell.stderr, shell.stdout + shell.stderr
+    smi = candidate("exec", "-n", "gpu-operator", "ds/nvidia-device-plugin-daemonset", "--", "nvidia-smi", "-L",
+                    check=False)
+    assert smi.returncode == 0 and "GPU 0:" in smi.stdout, smi.stderr

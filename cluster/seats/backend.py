@@ -51,6 +51,10 @@ class SeatBackend(Backend):
         self.shared, self.route, self.port = shared, route, port
         self.state = Path(state)
 
+    def shared_api(self):
+        """The shared cluster's own API (admin), for what is cluster-wide and not the seat's to own."""
+        return self.shared._api()
+
     # -- what the engine reaches ---------------------------------------------------------------
     @property
     def server(self) -> str:
