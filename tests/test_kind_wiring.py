@@ -39,7 +39,7 @@ class DockerRecorder:
         put = {}
         for call in self.calls():
             argv = call["argv"]
-            if argv[:2] == ["exec", "-i"]:
+            if argv[:2] == ["exec", "-i"] and "cat > " in argv[-1]:  # not the mkdir/chown of a node folder
                 node, script = argv[2], argv[-1]
                 path = script.split("cat > ", 1)[1].split(".tmp", 1)[0]
                 put[node, path] = call["stdin"]
@@ -65,12 +65,14 @@ def test_every_image_the_baseline_and_the_catalogue_faults_run_is_a_known_releas
     from mlops_drill.mlplatform import releases
     from mlops_drill.mlplatform.manifests import baseline_documents
     from mlops_drill.scenarios.loader import catalogue_dir, load_scenario
+    from mlops_drill.scenarios.variants import probe_values, render
 
     docs = baseline_documents()
     used = {i for doc in docs for i in _images_in(doc) if i.startswith("mlops-drill/")}
     stable = {d["metadata"]["name"]: next(_images_in(d["spec"])) for d in docs if d["kind"] == "Deployment"}
-    faults = [(name, {}) for name in REGISTRY] + [(f.name, f.params) for p in sorted(catalogue_dir().glob("*.yaml"))
-                                                 for f in load_scenario(p).faults]
+    scenarios = [load_scenario(p) for p in sorted(catalogue_dir().glob("*.yaml"))]
+    variants = [render(sc, values) for sc in scenarios for values in probe_values(sc)]  # every value a seed can draw
+    faults = [(name, {}) for name in REGISTRY] + [(f.name, f.params) for v in variants for f in v.faults]
     for name, params in faults:
         values = make(name, params).params.model_dump()
         target = values.get("deployment") or values.get("stable")
