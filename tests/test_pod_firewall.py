@@ -106,3 +106,21 @@ def test_a_process_in_the_pods_cgroup_is_reset_even_as_root(tmp_path) -> None:
         server.close()
     assert outside.stdout.strip() == "connected", outside.stderr
     assert "ConnectionRefused" in inside.stderr or "ConnectionReset" in inside.stderr, inside.stdout + inside.stderr
+
+
+@needs_iptables
+def test_a_cluster_started_again_keeps_one_copy_of_its_rules(tmp_path) -> None:
+    """`up` on a running cluster closes its ports again: new rules go in before the old go, none doubled."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    state = str(tmp_path / "cluster")
+    try:
+        assert firewall.close_ports(state, [server.getsockname()[1]]) is None
+        first = firewall.closed_ports(state)
+        assert firewall.close_ports(state, [server.getsockname()[1]]) is None
+        assert firewall.closed_ports(state) == first and first.count("\n") == 1
+        assert firewall.pods_cgroup(state).is_dir()
+    finally:
+        firewall.open_ports(state)
+        server.close()

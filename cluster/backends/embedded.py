@@ -272,8 +272,11 @@ class EmbeddedBackend(Backend):
             kube.wait_for(lambda: kube.nodes_ready(api, names), timeout=60, what="nodes Ready")
             self.timings["nodes_ready"] = time.monotonic() - started
             problem = self._close_engine_ports()
-            if problem:
-                console.print(f"[yellow]warning:[/] {problem}")
+            if problem and os.environ.get("MLOPS_DRILL_ALLOW_OPEN_ENGINE") == "1":
+                console.print(f"[yellow]warning:[/] {problem} (MLOPS_DRILL_ALLOW_OPEN_ENGINE=1)")
+            elif problem:
+                raise DrillError(f"cluster {self.name}: {problem}; set MLOPS_DRILL_ALLOW_OPEN_ENGINE=1 to run "
+                                 "with the engine open to pods")
             self._start_agent()
             kube.wait_for(lambda: _gpus_advertised(api), timeout=60, what="GPUs advertised on the GPU nodes")
             self.timings["gpus_advertised"] = time.monotonic() - started

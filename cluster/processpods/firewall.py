@@ -17,8 +17,10 @@ rules per cluster, both tagged with the cluster's comment:
 
 A cluster that was killed rather than stopped leaves its rules behind; the next
 cluster to close its ports removes every tagged rule whose ports no process
-listens on any more. Where iptables is missing the cluster still starts, and
-says so.
+listens on any more. A cluster started again gets its new rules before the old
+ones go, so its ports are never open in between. Where iptables or cgroup v2 is
+missing the cluster refuses to start (the backend says why), unless
+``MLOPS_DRILL_ALLOW_OPEN_ENGINE=1`` accepts an engine open to pods.
 """
 from __future__ import annotations
 
@@ -91,14 +93,15 @@ def close_ports(state: str, ports: list[int]) -> str | None:
     if iptables is None:
         return "iptables is missing (apt-get install iptables): etcd and kwok's kubelet port stay open to pods"
     sweep_stale(keep=tag(state))
-    open_ports(state)
     ports = sorted(set(p for p in ports if p))
+    old = [line for line in _rules() if tag(state) in line]  # a cluster started again: replaced after, not before
     if not ports:
+        open_ports(state)
         return None
     match = ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "multiport", "--dports", ",".join(map(str, ports))]
     action = ["-m", "comment", "--comment", tag(state), "-j", "REJECT", "--reject-with", "tcp-reset"]
     problems = []
-    by_user = subprocess.run([iptables, "-w", "5", "-I", *match, "-m", "owner", "!", "--uid-owner", "0", *action],
+    by_user = subprocess.run([iptables, "-w", "30", "-I", *match, "-m", "owner", "!", "--uid-owner", "0", *action],
                              capture_output=True, text=True)
     if by_user.returncode != 0:
         problems.append(f"iptables refused the rule: {by_user.stderr.strip()[:200]}")
@@ -106,10 +109,12 @@ def close_ports(state: str, ports: list[int]) -> str | None:
     if group is None:
         problems.append("no cgroup v2 here: pods that run as root can still reach etcd and kwok's kubelet port")
     else:
-        by_group = subprocess.run([iptables, "-w", "5", "-I", *match, "-m", "cgroup", "--path", group.name, *action],
+        by_group = subprocess.run([iptables, "-w", "30", "-I", *match, "-m", "cgroup", "--path", group.name, *action],
                                   capture_output=True, text=True)
         if by_group.returncode != 0:
             problems.append(f"iptables refused the cgroup rule: {by_group.stderr.strip()[:200]}")
+    for line in old:  # the same rule stays once: -D removes the first of two equal ones
+        _delete(line)
     return "; ".join(problems) or None
 
 
@@ -117,14 +122,14 @@ def _rules() -> list[str]:
     iptables = _iptables()
     if iptables is None:
         return []
-    listed = subprocess.run([iptables, "-w", "5", "-S", "OUTPUT"], capture_output=True, text=True)
+    listed = subprocess.run([iptables, "-w", "30", "-S", "OUTPUT"], capture_output=True, text=True)
     return [line for line in listed.stdout.splitlines() if line.startswith("-A ") and PREFIX in line]
 
 
 def _delete(line: str) -> None:
     iptables = _iptables()
     if iptables is not None:
-        subprocess.run([iptables, "-w", "5", "-D", *line.split()[1:]], capture_output=True, text=True)
+        subprocess.run([iptables, "-w", "30", "-D", *line.split()[1:]], capture_output=True, text=True)
 
 
 def open_ports(state: str) -> None:
