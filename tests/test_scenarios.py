@@ -7,6 +7,7 @@ pass and the recorded transcript grades >= 90 -> reset restores the healthy base
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -69,14 +70,18 @@ def test_scenario_self_test(platform, candidate, scenario_id, seed):
     assert baseline.unhealthy(platform) == []
 
 
-def test_status_survives_the_engine_that_started_the_scenario(platform, cluster):
+def test_status_survives_the_engine_that_started_the_scenario(platform, cluster, cluster_state):
     """`start` runs in one process and ends (as after a crash); `status` from a new one still knows the drill."""
     import json
     import sys
 
+    # The session cluster's state, named: a kind session fixture (set up earlier in a full run) points the
+    # process environment at its own state folder until the session ends.
+    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}
+
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env=env)
 
     started = cli("start", "gpu-missing-toleration")
     assert started.returncode == 0, started.stderr
@@ -92,7 +97,7 @@ def test_status_survives_the_engine_that_started_the_scenario(platform, cluster)
     assert cli("status").stdout.strip() == "no scenario running"
 
 
-def test_a_fresh_seed_is_told_only_by_finish(platform, cluster):
+def test_a_fresh_seed_is_told_only_by_finish(platform, cluster, cluster_state):
     """`start` without --seed draws a hidden variant: the briefing and `status` do not name it, `finish` does,
     and `grade-transcript` on the session's transcript regrades that same variant."""
     import json
@@ -101,9 +106,13 @@ def test_a_fresh_seed_is_told_only_by_finish(platform, cluster):
     from mlops_drill.injector import engine
     from mlops_drill.scenarios.variants import draw
 
+    # The session cluster's state, named: a kind session fixture (set up earlier in a full run) points the
+    # process environment at its own state folder until the session ends.
+    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}
+
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env=env)
 
     started = cli("start", "wrong-model-version")
     assert started.returncode == 0, started.stderr
@@ -120,7 +129,7 @@ def test_a_fresh_seed_is_told_only_by_finish(platform, cluster):
         assert graded["seed"] == session.seed and graded["values"] == session.values and graded["score"] >= 90
         replay = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "grade-transcript", session.transcript,
                                  "--scenario", "wrong-model-version", "--format", "json"],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, env=env)
         assert replay.returncode == 0, replay.stderr
         again = json.loads(replay.stdout)
         assert (again["seed"], again["values"], again["score"]) == (graded["seed"], graded["values"], graded["score"])
