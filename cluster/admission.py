@@ -52,6 +52,21 @@ def _cel_list(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{i}'" for i in items) + "]"
 
 
+def _policy(name: str, rules: list[dict[str, Any]], conditions: dict[str, str],
+            validations: list[tuple[str, str]], variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """A fail-closed ValidatingAdmissionPolicy: each validation is (CEL expression, message), denied as Forbidden."""
+    spec: dict[str, Any] = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": rules},
+        "matchConditions": [{"name": n, "expression": e} for n, e in conditions.items()],
+        "validations": [{"expression": e, "message": m, "reason": "Forbidden"} for e, m in validations],
+    }
+    if variables:
+        spec["variables"] = [{"name": n, "expression": e} for n, e in variables.items()]
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name}, "spec": spec}
+
+
 def policy_objects() -> list[dict[str, Any]]:
     containers = ("variables.spec.containers + variables.spec.?initContainers.orValue([]) + "
                   "variables.spec.?ephemeralContainers.orValue([])")
@@ -74,47 +89,28 @@ def policy_objects() -> list[dict[str, Any]]:
     ]
     old_paths = (f"(request.operation == 'UPDATE' ? ({_pod_spec('oldObject')}).?volumes.orValue([])"
                  ".filter(v, has(v.hostPath)).map(v, v.hostPath.path) : [])")
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [
-                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                 "resources": ["pods", "replicationcontrollers"]},
-                {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                 "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
-                {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                 "resources": ["jobs", "cronjobs"]},
-            ]},
-            "matchConditions": [{"name": "candidate", "expression": _CANDIDATE}],
-            "variables": [
-                {"name": "spec", "expression": _pod_spec("object")},
-                {"name": "allowedHostPaths", "expression": f"{_cel_list(RECREATABLE_HOST_PATHS)} + {old_paths}"},
-            ],
-            "validations": [{"expression": e, "message": m, "reason": "Forbidden"} for e, m in validations],
-        },
-    }
-    exec_policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": EXEC_POLICY},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [
-                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"],
-                 "resources": ["pods/exec", "pods/attach"]}]},
-            "matchConditions": [
-                {"name": "candidate", "expression": _CANDIDATE},
-                {"name": "device-plugin", "expression": f"request.name.startsWith('{DEVICE_PLUGIN_POD_PREFIX}')"},
-            ],
-            "validations": [{
-                "expression": "request.subResource == 'exec' && object.?command.orValue([]).size() > 0 && "
-                              "object.command[0] in ['nvidia-smi', '/usr/local/nvidia/bin/nvidia-smi', "
-                              "'/usr/bin/nvidia-smi']",
-                "message": "only nvidia-smi may be run in the device plugin's pods (use kubectl logs for the rest)",
-                "reason": "Forbidden"}],
-        },
-    }
+    policy = _policy(
+        POLICY,
+        rules=[{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["pods", "replicationcontrollers"]},
+               {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
+               {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["jobs", "cronjobs"]}],
+        conditions={"candidate": _CANDIDATE},
+        variables={"spec": _pod_spec("object"),
+                   "allowedHostPaths": f"{_cel_list(RECREATABLE_HOST_PATHS)} + {old_paths}"},
+        validations=validations)
+    exec_policy = _policy(
+        EXEC_POLICY,
+        rules=[{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"],
+                "resources": ["pods/exec", "pods/attach"]}],
+        conditions={"candidate": _CANDIDATE,
+                    "device-plugin": f"request.name.startsWith('{DEVICE_PLUGIN_POD_PREFIX}')"},
+        validations=[("request.subResource == 'exec' && object.?command.orValue([]).size() > 0 && "
+                      "object.command[0] in ['nvidia-smi', '/usr/local/nvidia/bin/nvidia-smi', "
+                      "'/usr/bin/nvidia-smi']",
+                      "only nvidia-smi may be run in the device plugin's pods (use kubectl logs for the rest)")])
     bindings = [{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
                  "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
                 for name in (POLICY, EXEC_POLICY)]

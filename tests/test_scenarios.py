@@ -70,18 +70,28 @@ def test_scenario_self_test(platform, candidate, scenario_id, seed):
     assert baseline.unhealthy(platform) == []
 
 
+
+def _session_cli(cluster, cluster_state):
+    """`mlops-drill ... --name <session cluster>` in a new process, aimed at the session cluster's state.
+
+    Named, not inherited: a kind session fixture (set up earlier in a full run) points the process
+    environment at its own state folder until the session ends.
+    """
+    import sys
+
+    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}
+
+    def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    return cli
+
+
 def test_status_survives_the_engine_that_started_the_scenario(platform, cluster, cluster_state):
     """`start` runs in one process and ends (as after a crash); `status` from a new one still knows the drill."""
     import json
-    import sys
 
-    # The session cluster's state, named: a kind session fixture (set up earlier in a full run) points the
-    # process environment at its own state folder until the session ends.
-    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
-                              capture_output=True, text=True, timeout=300, env=env)
+    cli = _session_cli(cluster, cluster_state)
 
     started = cli("start", "gpu-missing-toleration")
     assert started.returncode == 0, started.stderr
@@ -106,13 +116,7 @@ def test_a_fresh_seed_is_told_only_by_finish(platform, cluster, cluster_state):
     from mlops_drill.injector import engine
     from mlops_drill.scenarios.variants import draw
 
-    # The session cluster's state, named: a kind session fixture (set up earlier in a full run) points the
-    # process environment at its own state folder until the session ends.
-    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mlops_drill.cli", *args, "--name", cluster.backend.name],
-                              capture_output=True, text=True, timeout=300, env=env)
+    cli = _session_cli(cluster, cluster_state)
 
     started = cli("start", "wrong-model-version")
     assert started.returncode == 0, started.stderr
@@ -129,7 +133,8 @@ def test_a_fresh_seed_is_told_only_by_finish(platform, cluster, cluster_state):
         assert graded["seed"] == session.seed and graded["values"] == session.values and graded["score"] >= 90
         replay = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "grade-transcript", session.transcript,
                                  "--scenario", "wrong-model-version", "--format", "json"],
-                                capture_output=True, text=True, timeout=120, env=env)
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)})
         assert replay.returncode == 0, replay.stderr
         again = json.loads(replay.stdout)
         assert (again["seed"], again["values"], again["score"]) == (graded["seed"], graded["values"], graded["score"])
