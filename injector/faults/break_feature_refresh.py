@@ -58,14 +58,17 @@ class BreakFeatureRefresh(Fault):
         p = self.params
         self.applied_at = time.time()
         ctx.kubectl("set", "env", f"cronjob/{p.cronjob}", "-n", p.namespace, f"{p.env}={p.bad_value}")
+        # the last good runs are long gone from the history; so are their events. A run still going was
+        # started from the good config: left alone it would materialise fresh features after the backfill
+        # below (the store is then fresh and the symptom never shows), so it goes too, pods and all,
+        # before the backfill. A pod on a real node takes seconds to start, which opens that window wide.
+        good = [j.metadata.name for j in self._jobs(ctx)
+                if (j.status.active or 0) or not (j.status.failed or 0) or j.metadata.name == self._run_name()]
+        if good:
+            ctx.kubectl("delete", "job", *good, "-n", p.namespace, "--cascade=foreground", "--ignore-not-found",
+                        "--wait=true", "--timeout=90s")
         age_s = p.age_online_features_minutes * 60
         call(ctx, p.namespace, "feature-store", "/materialize", "POST", {"end_ts": self.applied_at - age_s})
-        # the last good runs are long gone from the history; so are their events
-        done = [j.metadata.name for j in self._jobs(ctx)
-                if (j.status.succeeded or 0) > 0 or j.metadata.name == self._run_name()]
-        if done:
-            ctx.kubectl("delete", "job", *done, "-n", p.namespace, "--cascade=background", "--ignore-not-found",
-                        "--wait=true")
         # "Completed" / "SawCompletedJob" events would say otherwise (one server-side call each: there
         # are hundreds after a while); the pods' start events stay, as they would for failing runs
         ctx.core.delete_collection_namespaced_event(p.namespace, field_selector="involvedObject.kind=Job")
