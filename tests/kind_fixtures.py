@@ -76,6 +76,24 @@ def docker_or_skip() -> None:
         pytest.skip(f"kind tests need a Docker engine: {exc}")
 
 
+def _backend_in(state: Path, backend_class):
+    """The kind backend with its state folder under ``state``.
+
+    The backend fixes its folder when it is made, so the environment names ``state`` only
+    for that moment: left set for the session, every later test that starts the CLI would
+    find its state here instead of the embedded session cluster's, and start a cluster of
+    its own (it did, and left it running)."""
+    old = os.environ.get("MLOPS_DRILL_STATE")
+    os.environ["MLOPS_DRILL_STATE"] = str(state)
+    try:
+        return backend_class(name=KIND_CLUSTER_NAME)
+    finally:
+        if old is None:
+            os.environ.pop("MLOPS_DRILL_STATE", None)
+        else:
+            os.environ["MLOPS_DRILL_STATE"] = old
+
+
 @pytest.fixture(scope="session")
 def kind_session(tmp_path_factory):
     """One kind cluster for the session: built (cached), created by pytest-kind, set up by the kind backend."""
@@ -90,9 +108,7 @@ def kind_session(tmp_path_factory):
     # MLOPS_DRILL_KIND_KEEP=1 (for working on these tests): keep the cluster after the session and reuse it
     keep = os.environ.get("MLOPS_DRILL_KIND_KEEP") == "1"
     state = Path.home() / ".local" / "state" / "mlops-drill-kind-tests" if keep else tmp_path_factory.mktemp("kind-state")
-    old = os.environ.get("MLOPS_DRILL_STATE")
-    os.environ["MLOPS_DRILL_STATE"] = str(state)
-    backend = KindBackend(name=KIND_CLUSTER_NAME)
+    backend = _backend_in(state, KindBackend)
     cluster = KindCluster(KIND_CLUSTER_NAME, kubeconfig=backend.kubeconfig(), image=build.node_image,
                           kind_path=build.kind, kubectl_path=build.kubectl)
     try:
@@ -113,10 +129,6 @@ def kind_session(tmp_path_factory):
         finally:
             if not keep:
                 backend.down()
-            if old is None:
-                os.environ.pop("MLOPS_DRILL_STATE", None)
-            else:
-                os.environ["MLOPS_DRILL_STATE"] = old
 
 
 @pytest.fixture(scope="session")
