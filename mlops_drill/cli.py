@@ -169,7 +169,9 @@ def main() -> None:
     except Exception as exc:  # click usage errors
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.2x raises its vendored click's exceptions (typer._click), not click's own.
+        if isinstance(exc, click.ClickException) or (isinstance(exc, typer.TyperException)
+                                                      and callable(getattr(exc, "show", None))):
             exc.show()
             sys.exit(exc.exit_code)
         raise

@@ -45,6 +45,7 @@ class ScenarioOut(BaseModel):
     difficulty: str
     time_limit_minutes: int
     available: bool = Field(description="every fault the scenario needs is implemented")
+    variants: int = Field(1, description="distinct incidents its parameters can draw (1: none); a seed picks one")
 
 
 class StartIn(BaseModel):

@@ -85,13 +85,20 @@ def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE ta
                                                                     "default: one in-process for the cluster"),
               fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | json"),
               reset: bool = typer.Option(True, "--reset/--no-reset", help="restore the baseline after each run"),
+              seeds: int = typer.Option(1, "--seeds", help="variants per parameterised scenario: K distinct "
+                                                           "seeds, then mean and spread per scenario (a scenario "
+                                                           "without parameters runs once)"),
+              seed: Optional[int] = typer.Option(None, "--seed", help="the first seed (BASE, BASE+1, ...); "
+                                                                      "default: fresh random seeds"),
               token: Optional[str] = TokenOpt, backend: str = BackendOpt, name: str = NameOpt) -> None:
     """Run an agent across scenarios (start, agent, finish, reset) and print the graded table."""
-    from mlops_drill.server.benchmark import load_agent, resolve_scenarios, rows_table, run_benchmark, stderr_log
+    from mlops_drill.server.benchmark import (check_seeds, load_agent, resolve_scenarios, rows_table,
+                                              run_benchmark, stderr_log)
     from mlops_drill.server.client import Client
 
     if fmt not in ("rich", "md", "json"):
         raise DrillError(f"--format {fmt!r}: expected one of rich, md, json")
+    check_seeds(seeds, seed)  # before any cluster starts
     run = load_agent(agent)
     with contextlib.ExitStack() as stack:
         if url is None:
@@ -107,8 +114,8 @@ def benchmark(agent: str = typer.Option(..., "--agent", help="MODULE:CALLABLE ta
         for sid in skipped:
             stderr_log(f"{sid}: skipped, its fault is not implemented yet")
         rows = run_benchmark(client, run, ids, agent_name=agent.rpartition(":")[0].rsplit(".", 1)[-1],
-                             reset=reset, log=stderr_log)
-    sys.stdout.write(rows_table(rows, fmt))
+                             reset=reset, log=stderr_log, seeds=seeds, base_seed=seed)
+    sys.stdout.write(rows_table(rows, fmt, spread=seeds > 1))
 
 
 def register(app: typer.Typer, context: Any = None) -> None:

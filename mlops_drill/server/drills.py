@@ -132,10 +132,11 @@ class Drills:
         import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
         from mlops_drill.injector.fault import REGISTRY
         from mlops_drill.scenarios.loader import load_catalogue
+        from mlops_drill.scenarios.variants import variant_count
 
         return [{"id": sid, "title": sc.title, "difficulty": sc.difficulty,
                  "time_limit_minutes": sc.time_limit_minutes,
-                 "available": all(f.name in REGISTRY for f in sc.faults)}
+                 "available": all(f.name in REGISTRY for f in sc.faults), "variants": variant_count(sc)}
                 for sid, sc in sorted(load_catalogue().items())]
 
     # -- a session's life --------------------------------------------------------------------
