@@ -47,6 +47,9 @@ class DrillIn(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1,
                              description="the variant of a parameterised scenario every seat gets "
                                          "(default: a fresh one)")
+    seed_per_seat: bool = Field(False, description="each seat its own variant, derived from the drill's seed and "
+                                                   "the seat number (seats get distinct variants while the "
+                                                   "scenario has enough); default: every seat the drill's variant")
 
 
 class JoinIn(BaseModel):
@@ -134,8 +137,16 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
             from mlops_drill.scenarios.variants import fresh_seed
 
             seed = body.seed if body.seed is not None else fresh_seed()
+        elif body.seed_per_seat:
+            raise HTTPException(422, f"seed_per_seat: scenario {scenario.id} declares no parameters, so every "
+                                     "seat gets the same incident")
+        per_seat = None
+        if body.seed_per_seat:
+            from mlops_drill.drills.seat_variants import seat_seeds
+
+            per_seat = seat_seeds(scenario, seed, body.seats)
         drill = store.create(scenario.id, body.seats, body.time_limit_minutes or scenario.time_limit_minutes,
-                             body.isolation, seed)
+                             body.isolation, seed, per_seat)
         at_once = shared_parallel if drill.isolation == "namespaces" else parallel
         worker = threading.Thread(target=seats.provision_all, args=(store, drill, at_once),
                                   kwargs={"cancelled": lambda: drill.id in cancelled},
@@ -143,7 +154,8 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         workers[drill.id] = worker
         worker.start()
         return {"id": drill.id, "scenario": drill.scenario, "time_limit_minutes": drill.time_limit_minutes,
-                "seed": drill.seed, "seats": [{"seat": s.n, "code": s.code} for s in drill.seats]}
+                "seed": drill.seed, "seed_per_seat": drill.seed_per_seat,
+                "seats": [{"seat": s.n, "code": s.code, "seed": s.seed} for s in drill.seats]}
 
     @app.get("/api/drills", dependencies=[Depends(instructor)])
     def list_drills() -> list[dict[str, Any]]:
@@ -212,7 +224,7 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
     @app.get("/api/seat/briefing")
     def seat_briefing(found: tuple[Drill, Seat] = Depends(seat_auth)) -> dict[str, Any]:
         drill, seat = found
-        scenario = progress.drill_scenario(drill)
+        scenario = progress.drill_scenario(drill, seat)  # the seat's own variant: its briefing may name it
         path = store.transcript_path(drill, seat)
         return {"drill": drill.id, "seat": seat.n, "state": seat.state, "scenario": scenario.id,
                 "title": scenario.title, "briefing": scenario.briefing,

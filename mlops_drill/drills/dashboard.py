@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_drill.drills.model import Drill
 
-SEAT_COLUMNS = ("seat", "state", "phase", "steps", "time", "hints", "fixed", "score")
+SEAT_COLUMNS = ("seat", "state", "phase", "steps", "time", "hints", "fixed", "score", "variant")
 STEP_COLUMNS = ("step", "phase", "required", "done", "in_order")
 
 _CSS = """
@@ -50,7 +50,16 @@ def seat_cells(row: dict[str, Any]) -> dict[str, str]:
         "hints": str(row.get("hints_used", 0)),
         "fixed": "-" if fixed is None else ("yes" if fixed else "no"),
         "score": "-" if row.get("score") is None else f"{row['score']:g}",
+        "variant": variant_text(row.get("seed"), row.get("values")),
     }
+
+
+def variant_text(seed: int | None, values: dict[str, Any] | None) -> str:
+    """``seed 7: node=gpu-node-0`` (mirrored by ``variantText`` in the page's JS); the page is the instructor's."""
+    if seed is None:
+        return "-"
+    shown = ", ".join(f"{k}={format(v, 'g') if isinstance(v, float) else v}" for k, v in (values or {}).items())
+    return f"seed {seed}" + (f": {shown}" if shown else "")
 
 
 def _fixed_class(column: str, value: str) -> str:
@@ -87,8 +96,13 @@ def drill_page(dashboard: dict[str, Any], debrief: dict[str, Any]) -> str:
                                                  for c, v in step_cells(s, graded).items()) + "</tr>"
         for s in debrief["steps"])
     head = lambda cols: "".join(f"<th>{_e(c.replace('_', ' '))}</th>" for c in cols)  # noqa: E731
+    seeded = ""
+    if dashboard.get("seed") is not None:
+        seeded = (f"seed {dashboard['seed']}" + (" (each seat its own variant, derived from it)"
+                                                 if dashboard.get("seed_per_seat") else " (every seat)") + ", ")
     body = (f"<h1>Drill {_e(dashboard['id'])}: {_e(dashboard['title'])}</h1>"
-            f"<div class=muted>scenario {_e(dashboard['scenario'])}, limit {dashboard['time_limit_minutes']} min, "
+            f"<div class=muted>scenario {_e(dashboard['scenario'])}, {_e(seeded)}"
+            f"limit {dashboard['time_limit_minutes']} min, "
             f"<span id=drill-state>{_e(dashboard['state'])}</span>, updated <span id=updated>now</span></div>"
             f"<h2>Seats</h2><table id=seats><thead><tr>{head(SEAT_COLUMNS)}</tr></thead><tbody>{seat_rows}</tbody></table>"
             f"<h2>Debrief</h2><div class=muted>per playbook step: seats that did it / seats graded "
@@ -112,7 +126,11 @@ function seatCells(r){ const p=r.phase;
     steps: r.steps_required ? r.required_done+'/'+r.steps_required : '-',
     time: mmss(r.elapsed_s), hints: String(r.hints_used||0),
     fixed: r.fixed===null||r.fixed===undefined ? '-' : (r.fixed ? 'yes' : 'no'),
-    score: r.score===null||r.score===undefined ? '-' : String(r.score)}; }
+    score: r.score===null||r.score===undefined ? '-' : String(r.score),
+    variant: variantText(r.seed, r.values)}; }
+function variantText(seed, values){ if(seed===null||seed===undefined) return '-';
+  const kv=Object.entries(values||{}).map(([k,v])=>k+'='+v).join(', ');
+  return 'seed '+seed+(kv ? ': '+kv : ''); }
 function fill(tr, cells){ for(const td of tr.querySelectorAll('td[data-f]')){
   const v=cells[td.dataset.f]; if(td.textContent!==v) td.textContent=v;
   if(td.dataset.f==='fixed') td.className = v==='yes' ? 'yes' : (v==='no' ? 'no' : ''); } }

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +56,10 @@ class Seat(BaseModel):
     setup_s: dict[str, float] = Field(default_factory=dict)
     gateway_port: int | None = Field(None, description="namespaces isolation: the seat's API endpoint")
     route: dict[str, str] | None = Field(None, description="namespaces isolation: prefix and gateway tokens")
+    #: The seed of the seat's variant (the drill's, or its own with ``seed_per_seat``) and the values the engine
+    #: drew from it when the seat started: enough to replay the seat's grade. Instructor-only, like the drill seed.
+    seed: int | None = None
+    values: dict[str, Any] | None = Field(None, description="the parameter values the seat's fault was drawn with")
 
 
 class Drill(BaseModel):
@@ -69,6 +73,12 @@ class Drill(BaseModel):
     #: The variant of a parameterised scenario every seat draws (None without parameters): one incident for
     #: the room, so the debrief compares like with like. Server-side only, like the fault params.
     seed: int | None = None
+    #: Each seat its own variant, derived from ``seed`` and the seat number (:mod:`mlops_drill.drills.seat_variants`).
+    seed_per_seat: bool = False
+
+    def seat_seed(self, seat: Seat) -> int | None:
+        """The seed the seat's incident is drawn from (drills saved before seats kept one: the drill's)."""
+        return seat.seed if seat.seed is not None else self.seed
 
 
 class DrillStore:
@@ -84,14 +94,19 @@ class DrillStore:
             self.drills[drill.id] = drill
 
     def create(self, scenario: str, seats: int, time_limit_minutes: int,
-               isolation: Isolation = "namespaces", seed: int | None = None) -> Drill:
+               isolation: Isolation = "namespaces", seed: int | None = None,
+               seat_seeds: list[int] | None = None) -> Drill:
+        """``seat_seeds``: one seed per seat (a drill with ``seed_per_seat``); else every seat gets ``seed``."""
         from mlops_drill.cluster.seats.names import seat_prefix
 
         with self.lock:
             drill_id = secrets.token_hex(3)
             while drill_id in self.drills:
                 drill_id = secrets.token_hex(3)
-            made = [Seat(n=n, cluster=f"seat-{drill_id}-{n}", code=new_code(), token=new_token())
+            if seat_seeds is not None and len(seat_seeds) != seats:
+                raise ValueError(f"{len(seat_seeds)} seat seeds for {seats} seats")
+            made = [Seat(n=n, cluster=f"seat-{drill_id}-{n}", code=new_code(), token=new_token(),
+                         seed=seat_seeds[n - 1] if seat_seeds is not None else seed)
                     for n in range(1, seats + 1)]
             if isolation == "namespaces":
                 for seat in made:
@@ -99,7 +114,8 @@ class DrillStore:
                     seat.route = {"prefix": seat_prefix(drill_id, seat.n), "admin_token": new_token(),
                                   "candidate_token": new_token()}
             drill = Drill(id=drill_id, scenario=scenario, time_limit_minutes=time_limit_minutes,
-                          created_at=time.time(), isolation=isolation, seats=made, seed=seed)
+                          created_at=time.time(), isolation=isolation, seats=made, seed=seed,
+                          seed_per_seat=seat_seeds is not None)
             self.drills[drill_id] = drill
             self.save(drill)
             return drill

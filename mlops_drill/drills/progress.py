@@ -24,16 +24,30 @@ _cache: dict[tuple[str, int], tuple[tuple[int, int], GradedTranscript | None]] =
 _cache_lock = threading.Lock()
 
 
-def drill_scenario(drill: Drill):
-    """The catalogue scenario (the drill's variant of a parameterised one) with the instructor's time limit
-    (the time dimension uses it)."""
+def drill_scenario(drill: Drill, seat: Seat | None = None):
+    """The catalogue scenario with the instructor's time limit (the time dimension uses it): the seat's variant
+    of a parameterised one, or the drill's when no seat is named (the dashboard's phases and steps, whose ids
+    every variant shares).
+
+    A seat that has started is graded against the values the engine recorded for it, not a fresh draw from
+    its seed: the file may have changed since, and the grade must match the incident the seat really had.
+    """
     from mlops_drill.injector import engine
-    from mlops_drill.scenarios.variants import variant
+    from mlops_drill.scenarios.variants import render, variant
 
     sc = engine.scenario(drill.scenario)
-    if sc.parameters and drill.seed is None:
+    seed = drill.seed if seat is None else drill.seat_seed(seat)
+    if sc.parameters and seed is None:
         raise DrillError(f"drill {drill.id}: scenario {sc.id} has variants but the drill recorded no seed")
-    return variant(sc, drill.seed).model_copy(update={"time_limit_minutes": drill.time_limit_minutes})
+    drawn = None
+    if sc.parameters and seat is not None and seat.values is not None:
+        try:
+            drawn = render(sc, seat.values, seed)
+        except DrillError:  # the file's parameters changed since the seat started: its seed is what is left
+            drawn = None
+    if drawn is None:
+        drawn = variant(sc, seed)
+    return drawn.model_copy(update={"time_limit_minutes": drill.time_limit_minutes})
 
 
 def seat_transcript(store: DrillStore, drill: Drill, seat: Seat) -> Transcript | None:
@@ -64,7 +78,7 @@ def graded(store: DrillStore, drill: Drill, seat: Seat) -> GradedTranscript | No
         if hit and hit[0] == stamp:
             return hit[1]
     transcript = seat_transcript(store, drill, seat)
-    result = grade(transcript, drill_scenario(drill)) if transcript is not None else None
+    result = grade(transcript, drill_scenario(drill, seat)) if transcript is not None else None
     with _cache_lock:
         _cache[key] = (stamp, result)
     return result
@@ -81,7 +95,7 @@ def _phase_reached(result: GradedTranscript, phases: list) -> dict[str, Any] | N
 
 def seat_row(store: DrillStore, drill: Drill, seat: Seat, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    scenario = drill_scenario(drill)
+    scenario = drill_scenario(drill, seat)
     result = graded(store, drill, seat)
     checks = store.verifications(drill, seat)
     end = seat.finished_at or now
@@ -93,6 +107,8 @@ def seat_row(store: DrillStore, drill: Drill, seat: Seat, now: float | None = No
         "required_done": 0, "hints_used": 0, "score": None, "commands": 0,
         "fixed": all(checks[-1].results.values()) if checks else None,
         "checks": checks[-1].results if checks else None, "tamper": None,
+        # Instructor-only (this row never reaches a seat endpoint): what replays the seat's grade.
+        "seed": drill.seat_seed(seat), "values": seat.values,
     }
     if result is not None:
         row.update({
@@ -111,6 +127,7 @@ def dashboard(store: DrillStore, drill: Drill) -> dict[str, Any]:
     scenario = drill_scenario(drill)
     return {"id": drill.id, "scenario": drill.scenario, "title": scenario.title, "state": drill.state,
             "time_limit_minutes": drill.time_limit_minutes, "created_at": drill.created_at,
+            "seed": drill.seed, "seed_per_seat": drill.seed_per_seat,
             "phases": [{"id": p.id, "title": p.title} for p in scenario.expected.phases],
             "seats": [seat_row(store, drill, seat) for seat in drill.seats]}
 
@@ -122,7 +139,7 @@ def debrief(store: DrillStore, drill: Drill) -> dict[str, Any]:
     steps = []
     for phase in scenario.expected.phases:
         for step in phase.steps:
-            mine = [next(s for s in r.steps if s.id == step.id) for r in results]
+            mine = [s for r in results for s in r.steps if s.id == step.id]
             steps.append({"id": step.id, "title": step.title, "phase": phase.id, "phase_title": phase.title,
                           "required": step.required, "reason": step.reason,
                           "done": sum(s.done for s in mine), "in_order": sum(bool(s.in_order) for s in mine)})

@@ -60,8 +60,10 @@ def provision(store: DrillStore, drill: Drill, seat: Seat) -> None:
         cluster_s = time.monotonic() - t0
         from mlops_drill.injector.context import context_for
 
-        report = engine.start(context_for(backend), drill.scenario, seed=drill.seed)
+        report = engine.start(context_for(backend), drill.scenario, seed=drill.seat_seed(seat))
         with store.lock:
+            # What the engine really drew (session.json of the seat), kept where the instructor replays a grade.
+            seat.seed, seat.values = report.session.seed, report.session.values or None
             seat.setup_s = {"cluster": round(cluster_s, 1), **{k: round(v, 1) for k, v in report.seconds.items()},
                             "total": round(time.monotonic() - t0, 1)}
             seat.started_at = report.session.started_at
