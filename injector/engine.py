@@ -143,6 +143,29 @@ def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> Start
         seconds["reset_previous"] = reset(ctx)
     seconds["baseline"] = ensure_platform(ctx)
     faults = [make(f.name, f.params) for f in sc.faults]
+    state = _state_dir(ctx)
+    run_dir = state / "sessions" / f"{scenario_id}-{int(time.time())}"
+    session = Session(scenario=scenario_id, scenario_file=str(scenario_file), started_at=time.time(),
+                      faults=[FaultRecord(name=f.name, params=f.params.model_dump()) for f in faults],
+                      transcript=str(run_dir / "transcript.jsonl"),
+                      candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)),
+                      seed=sc.variant.seed if sc.variant else None,
+                      values=sc.variant.values if sc.variant else {})
+    try:
+        _inject_and_wait(ctx, scenario_id, faults, seconds)
+    except Exception as exc:  # an interrupt (SystemExit) is left to the command's own cleanup
+        raise _undo_failed_start(ctx, session, exc) from None
+    session.started_at = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _save(ctx, session)
+    from mlops_drill.grader.transcript import append
+
+    append(session.transcript, "session", line="", data={"action": "start", "scenario": scenario_id,
+                                                          "started_at": session.started_at})
+    return StartReport(session, sc.briefing, seconds)
+
+
+def _inject_and_wait(ctx: DrillContext, scenario_id: str, faults: list, seconds: dict[str, float]) -> None:
     t0 = time.monotonic()
     for fault in faults:
         fault.apply(ctx)
@@ -157,21 +180,28 @@ def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> Start
         if pending:
             time.sleep(0.1)
     seconds["symptom"] = time.monotonic() - t0
-    state = _state_dir(ctx)
-    run_dir = state / "sessions" / f"{scenario_id}-{int(time.time())}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    session = Session(scenario=scenario_id, scenario_file=str(scenario_file), started_at=time.time(),
-                      faults=[FaultRecord(name=f.name, params=f.params.model_dump()) for f in faults],
-                      transcript=str(run_dir / "transcript.jsonl"),
-                      candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)),
-                      seed=sc.variant.seed if sc.variant else None,
-                      values=sc.variant.values if sc.variant else {})
-    _save(ctx, session)
-    from mlops_drill.grader.transcript import append
 
-    append(session.transcript, "session", line="", data={"action": "start", "scenario": scenario_id,
-                                                          "started_at": session.started_at})
-    return StartReport(session, sc.briefing, seconds)
+
+def _undo_failed_start(ctx: DrillContext, session: Session, exc: Exception) -> Exception:
+    """Put the baseline back after a start that failed half-way; the exception to raise.
+
+    Why: the faults applied so far stay applied, and without a session nothing would
+    know to revert them: `reset` would restore only the baseline's own objects, and a
+    fault that re-created a Job (immutable template) would break the next deploy. The
+    session is saved for the moment the reset needs it; the reset removes it again.
+    """
+    try:
+        _save(ctx, session)
+        reset(ctx)
+    except Exception as undo:  # noqa: BLE001 - the start's own error is the one to report
+        first = (str(undo).splitlines() or [""])[0]
+        note = f"; restoring the baseline failed too ({type(undo).__name__}: {first}): run `mlops-drill reset`"
+    else:
+        note = "; its faults were reverted and the baseline restored"
+    if isinstance(exc, DrillError):
+        return DrillError(f"{exc}{note}")
+    exc.add_note(note.lstrip("; "))
+    return exc
 
 
 def verify(ctx: DrillContext, record: bool = True, wait: bool = True) -> list[CheckResult]:

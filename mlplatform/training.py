@@ -19,7 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+if __name__ == "__main__":
+    # A spot reclaim may stop the pod while numpy and the model code still load (a second and more on a
+    # busy node): from the first line on, that stop is caught and reported like any other, instead of
+    # Python's default ending the process with nothing in its log.
+    STOP_SIGNAL = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: STOP_SIGNAL.set())
+
+import numpy as np  # noqa: E402
 
 from mlops_drill.cluster.gpu.activity import DeviceClock
 from mlops_drill.mlplatform import appkit, data, loadtime, transforms
@@ -87,8 +94,9 @@ class Ledger:
 
 def main() -> int:
     appkit.set_app_name("fraud-train")
-    # First thing: a stop that comes while the data is still being built is a stop like any other.
-    stop = threading.Event()
+    # First thing: a stop that comes while the data is still being built is a stop like any other
+    # (run as the Job's program, the handler is in place before the imports already).
+    stop = globals().get("STOP_SIGNAL") or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     epochs = int(appkit.env_float("EPOCHS", 20))
     epoch_seconds = appkit.env_float("EPOCH_SECONDS", 3.0)
