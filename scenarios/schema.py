@@ -81,7 +81,7 @@ BUILTIN_FAULTS: tuple[str, ...] = (
     "remove-toleration", "occupy-gpus", "crash-device-plugin", "driver-library-mismatch",
     "break-feature-refresh", "skew-transform", "rename-upstream-field", "pin-archived-model",
     "shift-input-distribution", "release-large-model", "drop-gpu-request", "bad-canary",
-    "disable-checkpointing", "leak-secret-in-env", "idle-gpu-shadow",
+    "disable-checkpointing", "leak-secret-in-env", "idle-gpu-shadow", "gpu-node-product",
 )
 FAULT_ENTRY_POINTS = "mlops_drill.faults"
 

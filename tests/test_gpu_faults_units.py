@@ -155,3 +155,18 @@ def test_a_crash_in_the_faults_own_second_counts_as_after_it():
     fault_at = 1_700_000_000.6
     assert restarted_with_error(pod(fault_at + 0.3), fault_at)
     assert not restarted_with_error(pod(fault_at - 1.0), fault_at), "a crash before the fault is not its symptom"
+
+
+def test_a_board_swap_keeps_health_and_state_and_follows_the_product():
+    """gpu-node-product changes only what the product decides, so it composes with the fault acting on the node."""
+    from mlops_drill.cluster.gpu.products import A100
+    from mlops_drill.injector.faults.gpu_node_product import with_product
+
+    model = _node(plugin_state="crashed", xid_events=[XidEvent(xid=79, device_index=2)])
+    model.devices[2].healthy = False
+    with_product(model, "NVIDIA-A100-SXM4-80GB")
+    assert (model.product, model.memory_total_mib) == (A100.name, 81920)
+    assert [d.pci_bus_id for d in model.devices] == list(A100.pci_buses[:4])
+    assert {d.power_limit_w for d in model.devices} == {400.0} and model.devices[0].power_draw_w == A100.idle_power_w
+    assert model.plugin_state == "crashed" and not model.devices[2].healthy and model.xid_events[0].xid == 79
+    assert model.allocatable == 0 and model.capacity == 4

@@ -242,3 +242,38 @@ def _get(url: str) -> str:
         return ""
     return response.text if response.status_code == 200 else ""
 
+
+
+def test_a_drawn_board_swaps_the_product_and_revert_gives_the_configured_one_back(h200_cluster, monkeypatch) -> None:
+    """A scenario variant's ``gpu-node-product`` puts A100s on gpu-node-1 for one drill: the labels, the inventory
+    and the node's nvidia-smi follow; revert gives back the H200 this cluster was made with, not the pool's H100."""
+    import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
+    from mlops_drill.cluster.backends.embedded import EmbeddedBackend
+    from mlops_drill.injector.context import context_for
+    from mlops_drill.injector.fault import make
+
+    monkeypatch.setenv("MLOPS_DRILL_STATE", h200_cluster.env["MLOPS_DRILL_STATE"])
+    ctx = context_for(EmbeddedBackend(name=NAME))
+    fault = make("gpu-node-product", {"node": "gpu-node-1", "product": "NVIDIA A100-SXM4-80GB"})
+    env = {"PATH": os.environ["PATH"], "NODE_NAME": "gpu-node-1",
+           "MLOPS_DRILL_GPU_STATE": str(h200_cluster.state / "gpu" / "state.json")}
+
+    def listing() -> list[str]:
+        return subprocess.run([str(h200_cluster.state / "bin" / "nvidia-smi"), "-L"], env=env, capture_output=True,
+                              text=True, timeout=60).stdout.splitlines()
+
+    fault.apply(ctx)
+    try:
+        wait(lambda: fault.verify_applied(ctx), what="gpu-node-1 carrying A100s")
+        labels = h200_cluster.json("get", "node", "gpu-node-1")["metadata"]["labels"]
+        assert (labels["nvidia.com/gpu.product"], labels["nvidia.com/gpu.memory"]) == ("NVIDIA-A100-SXM4-80GB", "81920")
+        board = inventory(h200_cluster)["gpu-node-1"]
+        assert {d.power_limit_w for d in board.devices} == {400.0}
+        wait(lambda: all(" NVIDIA A100-SXM4-80GB (UUID: " in line for line in listing()) and len(listing()) == 4,
+             what="the node's nvidia-smi listing A100s")
+    finally:
+        fault.revert(ctx)
+    wait(lambda: h200_cluster.json("get", "node", "gpu-node-1")["metadata"]["labels"]["nvidia.com/gpu.product"]
+         == "NVIDIA-H200", what="the configured H200 label back")
+    assert inventory(h200_cluster)["gpu-node-1"].product == "NVIDIA H200"
+    assert inventory(h200_cluster)["gpu-node-0"].product == "NVIDIA H100 80GB HBM3"

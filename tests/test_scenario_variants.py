@@ -139,8 +139,9 @@ def test_every_value_makes_a_drill_whose_reference_solution_walks_in_order(scena
 def test_a_mismatched_variant_does_not_grade_as_the_drawn_one() -> None:
     """The drawn value is in the matchers: cordoning the other node is not the remedy of this variant."""
     sc = CATALOGUE["gpu-driver-cuda-mismatch"]
-    on_0 = render(sc, {"node": "gpu-node-0", "library_version": "580.173.02"})
-    on_1 = render(sc, {"node": "gpu-node-1", "library_version": "580.173.02"})
+    same = {"library_version": "580.173.02", "product": "NVIDIA H200"}
+    on_0 = render(sc, {"node": "gpu-node-0", **same})
+    on_1 = render(sc, {"node": "gpu-node-1", **same})
     events = transcript_from_lines(on_1.reference_solution, checks=passing_checks(len(on_1.fix.checks)))
     assert grade(events, on_1).score >= 90
     assert grade(events, on_0).score < grade(events, on_1).score - 10
@@ -298,13 +299,16 @@ def test_grade_transcript_without_recorded_values_replays_the_seed(tmp_path: Pat
     assert replay["seed"] == 5 and replay["values"] == draw(sc, 5)
 
 
+H200 = {"product": "NVIDIA H200"}
+
+
 @pytest.mark.parametrize("values, problem", [
-    ({"node": "gpu-node-7", "library_version": "580.173.02"},
+    ({"node": "gpu-node-7", "library_version": "580.173.02", **H200},
      "parameter 'node': value 'gpu-node-7' is not allowed by scenario gpu-driver-cuda-mismatch now (choices: "),
-    ({"node": "gpu-node-0", "library_version": 580},
+    ({"node": "gpu-node-0", "library_version": 580, **H200},
      "parameter 'library_version': value 580 is not allowed"),
-    ({"node": "gpu-node-0"}, "no value for parameter 'library_version'"),
-    ({"node": "gpu-node-0", "library_version": "580.173.02", "zone": "b"},
+    ({"node": "gpu-node-0", **H200}, "no value for parameter 'library_version'"),
+    ({"node": "gpu-node-0", "library_version": "580.173.02", **H200, "zone": "b"},
      "a value for 'zone', which scenario gpu-driver-cuda-mismatch does not declare"),
 ])
 def test_a_recorded_value_no_longer_allowed_is_one_line_naming_file_and_parameter(
@@ -325,10 +329,10 @@ def test_values_that_do_not_match_the_parameters_are_a_one_line_error(tmp_path: 
 
     sc = CATALOGUE["gpu-driver-cuda-mismatch"]
     with pytest.raises(DrillError) as info:
-        render(sc, {"node": "gpu-node-0"})
+        render(sc, {"node": "gpu-node-0", **H200})
     assert str(info.value) == ("scenario gpu-driver-cuda-mismatch: no value for parameter 'library_version': the "
                                "variant was drawn from another version of scenario gpu-driver-cuda-mismatch "
-                               "(parameters now: library_version, node)")
+                               "(parameters now: library_version, node, product)")
 
     drawn = variant(sc, 4)
     # The running session's file grows a parameter (used in a fault) after `start` drew its values.

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.cluster
 CATALOGUE = load_catalogue()
 #: Self-tests per parameterised scenario (the rest of its values: tests/test_scenario_variants.py without a
 #: cluster, bench/variant_sweep.py on one).
-VARIANT_SEEDS = 3
+VARIANT_SEEDS = 5
 
 
 def covering_seeds(sc, n: int = VARIANT_SEEDS, first: int = 1_000_003) -> list[int]:
