@@ -227,6 +227,42 @@ def test_a_seed_draws_the_variant_and_the_grade_names_it(client, drill):
     assert graded["seed"] == seed and graded["values"] == {"archived_version": "1"}
 
 
+def test_benchmark_seeds_runs_two_variants_and_reports_their_spread(drill, cluster, cluster_state):
+    """`mlops-drill benchmark --seeds 2 --seed BASE --format json` on the session cluster: the baseline agent
+    meets both variants of wrong-model-version (BASE is picked so BASE and BASE+1 draw different archived
+    versions), and each run's graded report names the seed it was started with and the values it drew."""
+    import json
+    import subprocess
+    import sys
+
+    from mlops_drill.injector.engine import scenario
+    from mlops_drill.scenarios.variants import draw
+
+    _free(drill)
+    sc = scenario("wrong-model-version")
+    base = next(s for s in range(2_000_000, 2_000_100) if draw(sc, s) != draw(sc, s + 1))
+    env = {**os.environ, "MLOPS_DRILL_STATE": str(cluster_state)}  # the session cluster's, named (see _session_cli)
+    done = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "benchmark", "--agent",
+                           "mlops_drill.agents.baseline:agent", "--scenarios", sc.id, "--seeds", "2",
+                           "--seed", str(base), "--format", "json", "--name", cluster.backend.name],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print("\n" + done.stderr + done.stdout)  # the figures, with `pytest -s`
+    out = json.loads(done.stdout)
+    (summary,) = out["scenarios"]
+    runs = summary["runs"]
+    assert [r["seed"] for r in runs] == [base, base + 1]
+    assert [r["values"] for r in runs] == [draw(sc, base), draw(sc, base + 1)], "the server drew another variant"
+    scores = [r["score"] for r in runs]
+    assert all(isinstance(s, (int, float)) for s in scores), runs
+    assert summary["variants"] == 2 and summary["graded"] == 2
+    assert summary["mean"] == pytest.approx(sum(scores) / 2, abs=0.01)
+    assert summary["sd"] == pytest.approx(abs(scores[0] - scores[1]) / 2, abs=0.01)
+    assert (summary["min"], summary["max"]) == (min(scores), max(scores))
+    assert f"{sc.id} (seed {base}): baseline scored" in done.stderr
+    assert cluster.kubectl("get", "namespace", "serving").returncode == 0, "benchmark stopped a cluster it reused"
+
+
 def test_baseline_outscores_random_and_fixes_most(client, drill):
     """Three scenarios of three kinds (a bad revision, a bad extra backend, GPUs held by an idle Job)."""
     _free(drill)

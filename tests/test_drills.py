@@ -446,3 +446,54 @@ def test_every_seat_gets_the_drills_variant(drill_server):
             assert str(seed) not in told and "archived_version" not in told
     finally:
         http.delete(f"/api/drills/{created['id']}", timeout=600)
+
+
+def test_each_seat_gets_its_own_variant_when_asked(drill_server, tmp_path):
+    """``seed_per_seat``: two seats of wrong-model-version are broken two different ways, each as the seed the
+    server derived for it (recorded with the values the engine drew); the instructor's dashboard shows both,
+    and nothing a seat's candidate can read (join, briefing, kubeconfig, the cluster's objects) names them."""
+    from answer_markers import candidate_view, variant_markers_in
+
+    from mlops_drill.cluster.toolchain.binaries import resolve_without_building
+    from mlops_drill.drills.seat_variants import seat_seeds
+    from mlops_drill.injector.engine import scenario
+    from mlops_drill.scenarios.variants import draw, variant
+
+    http = drill_server["http"]
+    sc = scenario("wrong-model-version")
+    created = http.post("/api/drills", json={"scenario": sc.id, "seats": 2, "seed": 31337,
+                                             "seed_per_seat": True}).json()
+    try:
+        expected = seat_seeds(sc, 31337, 2)
+        assert created["seed_per_seat"] is True and [s["seed"] for s in created["seats"]] == expected, created
+        board = wait(lambda: (b := http.get(f"/api/drills/{created['id']}").json())
+                     and all(s["state"] != "starting" for s in b["seats"]) and b, 600, "the seats", 2)
+        assert [s["state"] for s in board["seats"]] == ["ready", "ready"], board["seats"]
+        recorded = [(s["seed"], s["values"]) for s in board["seats"]]
+        print(f"\nper-seat variants: {recorded}")
+        assert recorded == [(seed, draw(sc, seed)) for seed in expected]
+        assert recorded[0][1] != recorded[1][1], "the two seats got the same incident"
+        kubectl = str(resolve_without_building()[0]["kubectl"])
+        for row, (seed, values) in zip(created["seats"], recorded):
+            seat, answer = _seat_client(drill_server, row["code"])
+            text = seat.get("/api/seat/kubeconfig").text
+            cfg = yaml.safe_load(text)
+            deploy = _kube_json(cfg, "/apis/apps/v1/namespaces/serving/deployments/fraud-model")
+            env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env.get("MODEL_VERSION") == values["archived_version"], f"seat {row['seat']}: {env}"
+            kubeconfig = tmp_path / f"seat{row['seat']}.kubeconfig"
+            kubeconfig.write_text(text)
+
+            def as_candidate(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+                done = subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=120,
+                                      env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+                assert done.returncode == 0 or not check, done.stderr
+                return done
+
+            told = (seat.get("/api/seat/briefing").text + json.dumps(answer) + text).lower() \
+                + candidate_view(as_candidate)
+            found = variant_markers_in(told, variant(sc, seed))
+            assert not found, f"seat {row['seat']}'s candidate can read {found}"
+            assert "31337" not in told, f"seat {row['seat']}'s candidate can read the drill's seed"
+    finally:
+        http.delete(f"/api/drills/{created['id']}", timeout=600)
