@@ -23,3 +23,15 @@ def test_drift_median_must_be_a_bucket_bound_of_the_score_histogram() -> None:
 def test_first_reclaim_time_is_bounded(seconds: float) -> None:
     with pytest.raises(DrillError, match=r"^fault disable-checkpointing: params.first_preempt_after_seconds: "):
         make("disable-checkpointing", {"first_preempt_after_seconds": seconds})
+
+
+def test_drift_overrides_are_transaction_profile_parameters() -> None:
+    # the replay builds its profile from them: a typo would only fail in the replay pod, after the drill started
+    with pytest.raises(DrillError) as err:
+        make("shift-input-distribution", {"overrides": {"amount_mean": 4.5}})
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("fault shift-input-distribution: params.overrides: ")
+    assert "amount_mean" in message and "amount_log_mean" in message
+    fault = make("shift-input-distribution", {"overrides": {"amount_log_mean": 4.5, "night_share": 0.22}})
+    assert fault._overrides() == {"amount_log_mean": 4.5}  # 2024-09's own night share is no override

@@ -3,9 +3,12 @@
 The replayed traffic switches to a later data period (bigger amounts, more
 night-time and card-not-present transactions, longer distances): real inputs,
 really shifted, and the model's score and confidence distributions move with
-them. The serving pods are recycled as a weekend's node maintenance would, so
-their cumulative histograms show the new traffic rather than averaging it with
-weeks of the old; no revision changes. The registry already holds the answer
+them. ``overrides`` sets how far live traffic moved beyond the period (its
+transaction-profile parameters, e.g. a bigger amount shift); the replay reads them
+from its ConfigMap as ``TRAFFIC_OVERRIDES``. The serving pods are recycled as a
+weekend's node maintenance would, so their cumulative histograms show the new
+traffic rather than averaging it with weeks of the old; no revision of the model
+changes. The registry already holds the answer
 a CT pipeline would have produced: a Staging version trained on the recent
 period, with its holdout metrics as version tags.
 """
@@ -23,7 +26,7 @@ from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults._shared import (created, ensure_serving_follows_registry, is_ready,
                                                  metric_samples, pod_metric_samples, pods, recycle_pods,
                                                  restore_registry)
-from mlops_drill.mlplatform.data import PERIODS
+from mlops_drill.mlplatform.data import PERIODS, TransactionProfile
 from mlops_drill.mlplatform.model import SCORE_BUCKETS
 
 
@@ -33,12 +36,25 @@ class Params(BaseModel):
     config_map: str = "traffic-replay"
     replay: str = "traffic-replay"
     period: str = "2024-09"
+    overrides: dict[str, float] = Field(
+        default_factory=dict, description="transaction-profile parameters live traffic has instead of the "
+                                          "period's (amount_log_mean, night_share, distance_scale_km, "
+                                          "card_present_p): how far it moved")
     recycle_serving_pods: bool = True
     min_requests: int = Field(6, ge=1)  # predictions the fresh serving pods have made on the new traffic
     min_median_score: float = Field(
         0.02, description="a bucket bound of prediction_score: their median score is above it "
                           "(baseline traffic: ~0.014)")
     production_version: str = "3"
+
+    @field_validator("overrides")
+    @classmethod
+    def _profile_parameters(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(TransactionProfile.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown transaction profile parameter(s) {', '.join(unknown)} (known: "
+                             f"{', '.join(TransactionProfile.__dataclass_fields__)})")
+        return value
 
     @field_validator("min_median_score")
     @classmethod
@@ -48,9 +64,18 @@ class Params(BaseModel):
         return value
 
 
+#: The replay's env var (and the ConfigMap key it is read from) for profile parameters beyond the period's.
+OVERRIDES_ENV = "TRAFFIC_OVERRIDES"
+
+
 class ShiftInputDistribution(Fault):
     name = "shift-input-distribution"
     Params = Params
+
+    def _overrides(self) -> dict[str, float]:
+        """The overrides that differ from the period's own profile: none means the period as it is."""
+        profile = PERIODS[self.params.period].transactions
+        return {k: float(v) for k, v in sorted(self.params.overrides.items()) if getattr(profile, k) != float(v)}
 
     def apply(self, ctx: DrillContext) -> None:
         p = self.params
@@ -58,12 +83,30 @@ class ShiftInputDistribution(Fault):
             raise DrillError(f"fault {self.name}: params.period: unknown period {p.period!r} "
                              f"(known: {', '.join(PERIODS)})")
         self.applied_at = time.time()
-        ctx.patch("configmap", p.config_map, p.namespace, {"data": {"REPLAY_PERIOD": p.period}}, patch_type="merge")
+        overrides = self._overrides()
+        extra = {OVERRIDES_ENV: json.dumps(overrides)} if overrides else {}
+        ctx.patch("configmap", p.config_map, p.namespace, {"data": {"REPLAY_PERIOD": p.period, **extra}},
+                  patch_type="merge")
+        if overrides:  # the replay reads them from its ConfigMap like the period (a new revision of it)
+            self._wire_overrides(ctx)
         for pod in pods(ctx, p.namespace, f"app={p.replay}"):  # env from the ConfigMap is read at start only
             ctx.delete("pod", pod.metadata.name, p.namespace)
         if p.recycle_serving_pods:
             # the last replacement starts on its own: the first fresh pod already shows the new traffic
             recycle_pods(ctx, p.namespace, "app=fraud-model", wait_last=False)
+
+    def _wire_overrides(self, ctx: DrillContext) -> None:
+        """The replay Deployment reads TRAFFIC_OVERRIDES from its ConfigMap (the baseline sets no such env)."""
+        p = self.params
+        deploy = ctx.get("deployment", p.replay, p.namespace)
+        assert deploy is not None, f"Deployment {p.namespace}/{p.replay} missing"
+        env = deploy["spec"]["template"]["spec"]["containers"][0].get("env") or []
+        if any(e.get("name") == OVERRIDES_ENV for e in env):
+            return
+        ctx.patch("deployment", p.replay, p.namespace, [
+            {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+             "value": {"name": OVERRIDES_ENV,
+                       "valueFrom": {"configMapKeyRef": {"name": p.config_map, "key": OVERRIDES_ENV}}}}])
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         p = self.params
@@ -112,7 +155,8 @@ class ShiftInputDistribution(Fault):
         baseline.restore(ctx, "Deployment", p.replay, p.namespace)
         want = baseline.find(ctx, "ConfigMap", p.config_map, p.namespace)["data"]["REPLAY_PERIOD"]
         replays = pods(ctx, p.namespace, f"app={p.replay}")
-        stale = not replays or any(self._replayed_period(ctx, pod) != want for pod in replays)
+        stale = not replays or any(self._replayed_period(ctx, pod) != want or _reads_overrides(pod)
+                                   for pod in replays)
         self._restarted = time.time() - 1.0
         self._stale = stale
         for pod in replays if stale else []:  # env from the ConfigMap is read at start only
@@ -129,3 +173,8 @@ class ShiftInputDistribution(Fault):
             if time.monotonic() > deadline:
                 raise DrillError(f"{p.namespace}/{p.replay}: no Ready pod with the restored config after 60s")
             time.sleep(0.2)
+
+
+def _reads_overrides(pod) -> bool:
+    """A replay pod started with profile overrides (the baseline has none)."""
+    return any(e.name == OVERRIDES_ENV for c in pod.spec.containers for e in c.env or [])
