@@ -49,7 +49,7 @@ class Reclaimer:
         if kind_cluster:
             from mlops_drill.cluster.backends.kind import KindBackend
 
-            self.kind = KindBackend(name=kind_cluster)
+            self.kind = KindBackend(name=kind_cluster, state=Path(kubeconfig).resolve().parent)
 
     def budget(self, uid: str) -> float:
         """Seconds this pod may run: ``after`` ±25 %, fixed per pod (spot reclaims are not a metronome).
@@ -111,6 +111,16 @@ class Reclaimer:
             return
         if self._wait_terminated(name, timeout=45):
             self._mark_shut_down(name)
+            self._hold_shut_down(name)
+
+    def _hold_shut_down(self, name: str, seconds: float = 8.0) -> None:
+        """The kubelet may write the pod's final status once more after ours (seen on kind: the reason gone
+        a second later, so the run's reclaim did not read as one); put it back while that can happen."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if self.core.read_namespaced_pod_status(name, self.namespace).status.reason != SHUTDOWN_REASON:
+                self._mark_shut_down(name)
 
     def _wait_terminated(self, name: str, timeout: float = 20) -> bool:
         deadline = time.monotonic() + timeout

@@ -35,12 +35,25 @@ def _selected() -> list[str]:
     return [s for s in KIND_SCENARIOS.split(",") if s in CATALOGUE]
 
 
+def far_variant_seed(sc, first: int = 1_000_003) -> int | None:
+    """For a parameterised scenario, the first seed whose draw differs from the original incident in every
+    parameter (another node, product, version, ...): kind then runs a variant the embedded suite's first seeds
+    need not, the same one in every run, so a failure here can be run again."""
+    from mlops_drill.scenarios.variants import draw
+
+    if not sc.parameters:
+        return None
+    original = {name: p.values()[0] for name, p in sc.parameters.items()}
+    return next(seed for seed in range(first, first + 10_000)
+                if all(v != original[k] or len(sc.parameters[k].values()) == 1 for k, v in draw(sc, seed).items()))
+
+
 def self_test(ctx, candidate, scenario_id: str) -> None:
     from mlops_drill.injector import baseline, engine
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
 
     sc = CATALOGUE[scenario_id]
-    engine.start(ctx, scenario_id)  # raises when the symptom is not observable in time
+    engine.start(ctx, scenario_id, seed=far_variant_seed(sc))  # raises when the symptom is not observable in time
     try:
         found = markers_in(candidate_view(candidate))
         assert not found, f"with {scenario_id} live the candidate can read {found}"

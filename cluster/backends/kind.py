@@ -45,9 +45,12 @@ class KindBackend(Backend):
     #: the platform's images are loaded into four nodes and its pods are real containers on two cores
     platform_start_timeout: float = 300
 
-    def __init__(self, name: str = "mlops-drill", config: "ClusterConfig | None" = None) -> None:
+    def __init__(self, name: str = "mlops-drill", config: "ClusterConfig | None" = None,
+                 state: Path | None = None) -> None:
         super().__init__(name)
-        self.state = paths.cluster_dir(f"kind-{name}")
+        # ``state``: the cluster's folder, for a process started to act on it (the spot reclaimer), which
+        # should not depend on the environment it inherited naming the same state root.
+        self.state = Path(state) if state is not None else paths.cluster_dir(f"kind-{name}")
         self.requested_config = config  # None: the products the cluster was made with (or the defaults)
         self.docker = os.environ.get("MLOPS_DRILL_DOCKER") or "docker"
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up` (for bench/)
