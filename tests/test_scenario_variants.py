@@ -91,7 +91,10 @@ def test_a_variant_leaves_no_placeholder_and_names_its_draw() -> None:
     assert "{{" not in json.dumps(drawn.model_dump()) and not drawn.parameters
     assert drawn.variant.scenario == sc.id and drawn.variant.seed == 11
     node = drawn.variant.values["node"]
-    assert drawn.faults[0].params["node"] == node
+    assert next(f for f in drawn.faults if f.name == "driver-library-mismatch").params["node"] == node
+    # the board is the whole GPU pool's, so no node stands out by it
+    boards = {f.params["node"]: f.params["product"] for f in drawn.faults if f.name == "gpu-node-product"}
+    assert boards == {"gpu-node-0": drawn.variant.values["product"], "gpu-node-1": drawn.variant.values["product"]}
     assert drawn.fix.checks[0].args[2] == node
     assert f"kubectl cordon {node}" in drawn.reference_solution
     assert "{{ node }}" in sc.fix.checks[0].args[2]  # the template itself is untouched

@@ -4,7 +4,8 @@ Clusters mix products, and a candidate reads the product off ``nvidia-smi``, the
 ``nvidia.com/gpu.product`` and ``nvidia.com/gpu.memory`` node labels and
 dcgm-exporter's ``modelName``. A scenario variant that draws a product lists this
 first, so the incident's own faults act on a board of that product: the same Xid 79
-then reads differently on an A100 than on an H200 (memory, power cap, bus ids).
+then reads differently on an A100 than on an H200 (memory, power cap, bus ids). A scenario
+gives every GPU node the drawn product, so no node stands out from the others by its board.
 
 Only what follows the product changes (name, memory, power figures, the board's PCI
 layout); health, driver and plugin state stay as the other faults leave them, so the
@@ -63,8 +64,13 @@ class GpuNodeProduct(Fault):
 
     def _set(self, ctx: DrillContext, name: str) -> None:
         model = ctx.edit_gpu_node(self.params.node, lambda m: with_product(m, name))
+        # Only the labels the node carries: kind's nodes are registered with the product label alone, and a
+        # memory label on one node only would single it out (and stay after the drill).
+        have = ctx.core.read_node(self.params.node).metadata.labels or {}
         labels = node_patch(model)["labels"]
-        ctx.core.patch_node(self.params.node, {"metadata": {"labels": {k: labels[k] for k in PRODUCT_LABELS}}})
+        wanted = {k: labels[k] for k in PRODUCT_LABELS if k in have and have[k] != labels[k]}
+        if wanted:
+            ctx.core.patch_node(self.params.node, {"metadata": {"labels": wanted}})
 
     def apply(self, ctx: DrillContext) -> None:
         self._set(ctx, self.params.product)
