@@ -118,7 +118,8 @@ class Replay:
         if not wait_for_model(self.stop):
             return
         appkit.log("info", "replay started", rate=self.rate, period=os.environ.get("REPLAY_PERIOD",
-                   data.BASELINE_PERIOD), raw_fraction=self.raw_fraction)
+                   data.BASELINE_PERIOD), raw_fraction=self.raw_fraction,
+                   overrides=sorted(appkit.env_json_or_file("TRAFFIC_OVERRIDES") or {}))
         start = time.monotonic()
         next_report = start + 10.0
         i = 0

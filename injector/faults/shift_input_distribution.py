@@ -64,7 +64,7 @@ class Params(BaseModel):
         return value
 
 
-#: The replay's env var (and the ConfigMap key it is read from) for profile parameters beyond the period's.
+#: The ConfigMap key (and the replay's env var, optional in the baseline) for profile parameters beyond the period's.
 OVERRIDES_ENV = "TRAFFIC_OVERRIDES"
 
 
@@ -87,26 +87,11 @@ class ShiftInputDistribution(Fault):
         extra = {OVERRIDES_ENV: json.dumps(overrides)} if overrides else {}
         ctx.patch("configmap", p.config_map, p.namespace, {"data": {"REPLAY_PERIOD": p.period, **extra}},
                   patch_type="merge")
-        if overrides:  # the replay reads them from its ConfigMap like the period (a new revision of it)
-            self._wire_overrides(ctx)
         for pod in pods(ctx, p.namespace, f"app={p.replay}"):  # env from the ConfigMap is read at start only
             ctx.delete("pod", pod.metadata.name, p.namespace)
         if p.recycle_serving_pods:
             # the last replacement starts on its own: the first fresh pod already shows the new traffic
             recycle_pods(ctx, p.namespace, "app=fraud-model", wait_last=False)
-
-    def _wire_overrides(self, ctx: DrillContext) -> None:
-        """The replay Deployment reads TRAFFIC_OVERRIDES from its ConfigMap (the baseline sets no such env)."""
-        p = self.params
-        deploy = ctx.get("deployment", p.replay, p.namespace)
-        assert deploy is not None, f"Deployment {p.namespace}/{p.replay} missing"
-        env = deploy["spec"]["template"]["spec"]["containers"][0].get("env") or []
-        if any(e.get("name") == OVERRIDES_ENV for e in env):
-            return
-        ctx.patch("deployment", p.replay, p.namespace, [
-            {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
-             "value": {"name": OVERRIDES_ENV,
-                       "valueFrom": {"configMapKeyRef": {"name": p.config_map, "key": OVERRIDES_ENV}}}}])
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         p = self.params
@@ -137,15 +122,17 @@ class ShiftInputDistribution(Fault):
         return (sum(s.get(("prediction_score_count", ()), 0.0) for s in scraped),
                 sum(s.get(bucket, 0.0) for s in scraped))
 
-    def _replayed_period(self, ctx: DrillContext, pod) -> str | None:
-        """The period a running replay process reads (its start-up log line says so)."""
+    def _replayed(self, ctx: DrillContext, pod) -> tuple[str, list] | None:
+        """The period a running replay process reads and the profile parameters it overrides (its start-up
+        log line says so); None when it has not said yet."""
         try:
             text = ctx.core.read_namespaced_pod_log(pod.metadata.name, self.params.namespace, limit_bytes=4096)
         except Exception:  # noqa: BLE001 - no log yet: treat as unknown, so it gets restarted
             return None
         for line in text.splitlines():
             if '"replay started"' in line:
-                return json.loads(line).get("period")
+                started = json.loads(line)
+                return started.get("period"), started.get("overrides") or []
         return None
 
     def revert(self, ctx: DrillContext) -> None:
@@ -155,8 +142,7 @@ class ShiftInputDistribution(Fault):
         baseline.restore(ctx, "Deployment", p.replay, p.namespace)
         want = baseline.find(ctx, "ConfigMap", p.config_map, p.namespace)["data"]["REPLAY_PERIOD"]
         replays = pods(ctx, p.namespace, f"app={p.replay}")
-        stale = not replays or any(self._replayed_period(ctx, pod) != want or _reads_overrides(pod)
-                                   for pod in replays)
+        stale = not replays or any(self._replayed(ctx, pod) != (want, []) for pod in replays)
         self._restarted = time.time() - 1.0
         self._stale = stale
         for pod in replays if stale else []:  # env from the ConfigMap is read at start only
@@ -174,7 +160,3 @@ class ShiftInputDistribution(Fault):
                 raise DrillError(f"{p.namespace}/{p.replay}: no Ready pod with the restored config after 60s")
             time.sleep(0.2)
 
-
-def _reads_overrides(pod) -> bool:
-    """A replay pod started with profile overrides (the baseline has none)."""
-    return any(e.name == OVERRIDES_ENV for c in pod.spec.containers for e in c.env or [])
