@@ -153,8 +153,12 @@ def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> Start
                       values=sc.variant.values if sc.variant else {})
     try:
         _inject_and_wait(ctx, scenario_id, faults, seconds)
-    except Exception as exc:  # an interrupt (SystemExit) is left to the command's own cleanup
+    except Exception as exc:
         raise _undo_failed_start(ctx, session, exc) from None
+    except BaseException:  # an interrupt (Ctrl-C, SIGTERM): no long reset now, but `reset` must know the faults
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _save(ctx, session)
+        raise
     session.started_at = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     _save(ctx, session)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,29 +191,20 @@ def test_baseline_config_matches_what_the_apps_expect(docs: list[dict], tmp_path
     assert releases.is_known("mlops-drill/fraud-model:1.5.0") and not releases.is_known("mlops-drill/fraud-model:9.9")
 
 
-def _caught_sigterm(pid: int) -> bool:
-    caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
-
-
 def test_a_stop_while_the_training_program_still_loads_is_reported(tmp_path: Path) -> None:
     """A spot reclaim can come a second after the container starts, before numpy has loaded on a busy node:
-    the program catches SIGTERM from its first lines (before numpy is mapped), then says it was stopped."""
+    stopped as numpy starts to load (``python -v`` says when), the program still says it was stopped. A slow
+    reaction here can only let the old program (handler installed after the imports) pass, never fail this."""
     env = {**os.environ, "EPOCH_SECONDS": "0.3", "NVIDIA_VISIBLE_DEVICES": "GPU-0", "EPOCHS": "3",
            "COST_LEDGER": str(tmp_path / "ledger.jsonl")}
-    proc = subprocess.Popen([sys.executable, "-m", "mlops_drill.mlplatform.training"], env=env,
-                            stdout=subprocess.PIPE, text=True)
-    seen_before_numpy = False
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        maps = Path(f"/proc/{proc.pid}/maps").read_text()
-        if _caught_sigterm(proc.pid):
-            seen_before_numpy = "_multiarray_umath" not in maps
+    proc = subprocess.Popen([sys.executable, "-v", "-m", "mlops_drill.mlplatform.training"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "numpy" in line:
+            proc.send_signal(signal.SIGTERM)
             break
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    assert seen_before_numpy, "SIGTERM was only caught once numpy had loaded"
     records = [json.loads(line) for line in out.splitlines()]
-    assert proc.returncode == 143, records
+    assert proc.returncode == 143, f"exit {proc.returncode}: {records}"
     assert any(r["msg"] == "SIGTERM received, stopping" and r["completed_epochs"] == 0 for r in records), records
