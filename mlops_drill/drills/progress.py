@@ -43,7 +43,8 @@ def drill_scenario(drill: Drill, seat: Seat | None = None):
     if sc.parameters and seat is not None and seat.values is not None:
         try:
             drawn = render(sc, seat.values, seed)
-        except DrillError:  # the file's parameters changed since the seat started: its seed is what is left
+        except (DrillError, ValueError):  # the file changed since the seat started (ValueError: pydantic says the
+            # filled-in file is invalid now): its seed is what is left
             drawn = None
     if drawn is None:
         drawn = variant(sc, seed)
