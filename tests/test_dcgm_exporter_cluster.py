@@ -121,7 +121,12 @@ def test_idle_shadow_gpus_read_lower_than_productions(platform, cluster) -> None
     from mlops_drill.injector import baseline, engine
 
     kubeconfig = baseline.candidate_kubeconfig_path(platform)
-    engine.start(platform, "gpu-allocated-idle")
+    from mlops_drill.scenarios.loader import load_catalogue
+    from variant_seeds import far_variant_seed
+
+    seed = far_variant_seed(load_catalogue()["gpu-allocated-idle"])  # a copy not named shadow, its own GPU count
+    drawn = engine.start(platform, "gpu-allocated-idle", seed=seed).session.values
+    copy, replicas = drawn["copy"], drawn["replicas"]
     try:
         pods = exporter_pods(cluster)
         with port_forward(cluster, kubeconfig, f"pod/{sorted(pods)[0]}", "gpu-operator", 9400) as first, \
@@ -134,10 +139,11 @@ def test_idle_shadow_gpus_read_lower_than_productions(platform, cluster) -> None
                     for f, lab, v in scrape(url):
                         pod = lab.get("pod", "")
                         if f == "DCGM_FI_DEV_GPU_UTIL" and lab.get("namespace") == "serving":
-                            out["shadow" if pod.startswith("fraud-model-shadow-") else "production"].append(v)
+                            out["shadow" if pod.startswith(f"{copy}-") else "production"].append(v)
                 return out
 
-            wait(lambda: len(util_by_workload()["shadow"]) == 3, timeout=30, what="3 shadow GPUs labelled")
+            wait(lambda: len(util_by_workload()["shadow"]) == replicas, timeout=30,
+                 what=f"{replicas} GPUs of {copy} labelled")
             time.sleep(3)  # the sampler's window covers the shadow's steady state, past its start-up
             shadow, production = [], []
             for _ in range(8):

@@ -13,6 +13,7 @@ import os
 import pytest
 from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
 from kind_fixtures import candidate_kubectl
+from variant_seeds import far_variant_seed
 
 from mlops_drill.scenarios.loader import load_catalogue
 
@@ -33,19 +34,6 @@ def _selected() -> list[str]:
     if KIND_SCENARIOS == "all":
         return sorted(CATALOGUE)
     return [s for s in KIND_SCENARIOS.split(",") if s in CATALOGUE]
-
-
-def far_variant_seed(sc, first: int = 1_000_003) -> int | None:
-    """For a parameterised scenario, the first seed whose draw differs from the original incident in every
-    parameter (another node, product, version, ...): kind then runs a variant the embedded suite's first seeds
-    need not, the same one in every run, so a failure here can be run again."""
-    from mlops_drill.scenarios.variants import draw
-
-    if not sc.parameters:
-        return None
-    original = {name: p.values()[0] for name, p in sc.parameters.items()}
-    return next(seed for seed in range(first, first + 10_000)
-                if all(v != original[k] or len(sc.parameters[k].values()) == 1 for k, v in draw(sc, seed).items()))
 
 
 def self_test(ctx, candidate, scenario_id: str) -> None:

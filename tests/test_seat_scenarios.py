@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from answer_markers import assert_reference_solution_fixes, candidate_view, markers_in
+from variant_seeds import far_variant_seed
 
 from mlops_drill.scenarios.loader import load_catalogue
 
@@ -88,7 +89,7 @@ def test_scenario_self_test_on_a_seat(seats, scenario_id):
 
     ctx, neighbour = seats
     sc = CATALOGUE[scenario_id]
-    engine.start(ctx, scenario_id)
+    engine.start(ctx, scenario_id, seed=far_variant_seed(sc))
     try:
         view = _candidate_view(ctx)
         found = markers_in(view)
