@@ -156,17 +156,21 @@ def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> Start
     except Exception as exc:
         raise _undo_failed_start(ctx, session, exc) from None
     except BaseException:  # an interrupt (Ctrl-C, SIGTERM): no long reset now, but `reset` must know the faults
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _save(ctx, session)
+        _keep(ctx, session)
         raise
     session.started_at = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _save(ctx, session)
+    _keep(ctx, session)
     from mlops_drill.grader.transcript import append
 
     append(session.transcript, "session", line="", data={"action": "start", "scenario": scenario_id,
                                                           "started_at": session.started_at})
     return StartReport(session, sc.briefing, seconds)
+
+
+def _keep(ctx: DrillContext, session: Session) -> None:
+    """The session where `verify`, `finish` and `reset` find it, with the folder its transcript goes in."""
+    Path(session.transcript).parent.mkdir(parents=True, exist_ok=True)
+    _save(ctx, session)
 
 
 def _inject_and_wait(ctx: DrillContext, scenario_id: str, faults: list, seconds: dict[str, float]) -> None:

@@ -159,4 +159,3 @@ class ShiftInputDistribution(Fault):
             if time.monotonic() > deadline:
                 raise DrillError(f"{p.namespace}/{p.replay}: no Ready pod with the restored config after 60s")
             time.sleep(0.2)
-
