@@ -32,11 +32,15 @@ def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     return rows
 
 
+def pod_ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
 def exporter_pods(cluster) -> dict[str, str]:
-    """Running exporter pod -> its node."""
+    """Ready exporter pod -> its node (a pod Running but not yet listening would end a port-forward)."""
     pods = cluster.json("get", "pods", "-n", "gpu-operator", "-l", "app.kubernetes.io/name=dcgm-exporter")["items"]
     return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods
-            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")}
+            if pod_ready(p) and not p["metadata"].get("deletionTimestamp")}
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from kubectl_runner import KubectlRunner
 from polling import wait
-from test_dcgm_exporter_cluster import parse
+from test_dcgm_exporter_cluster import exporter_pods, parse
 from test_nvidia_smi_golden import (assert_same, h200_captures, load_h200, load_section,
                                     needs_h200, section_captures)
 from test_platform_embedded import port_forward
@@ -218,8 +218,8 @@ spec:
 def test_dcgm_exporter_model_name_follows_each_node(h200_cluster, probe) -> None:
     """probe: made the gpu-operator namespace."""
     h200_cluster.kubectl("apply", "-f", str(DCGM_MANIFEST))
-    pods = wait(lambda: (p := _exporters(h200_cluster)) and len(p) == 2 and p, timeout=60,
-                what="an exporter pod running on each GPU node")
+    pods = wait(lambda: (p := exporter_pods(h200_cluster)) and len(p) == 2 and p, timeout=60,
+                what="an exporter pod Ready on each GPU node")
     for pod, node in pods.items():
         with port_forward(h200_cluster, h200_cluster.kubeconfig, f"pod/{pod}", "gpu-operator", 9400) as url:
             rows = wait(lambda: [r for r in parse(_get(url)) if r[0] == "DCGM_FI_DEV_GPU_UTIL"], timeout=30,
@@ -227,12 +227,6 @@ def test_dcgm_exporter_model_name_follows_each_node(h200_cluster, probe) -> None
         models = {lab["modelName"] for _, lab, _ in rows}
         assert {lab["Hostname"] for _, lab, _ in rows} == {node} and len(rows) == 4
         assert models == {"NVIDIA H200" if node == "gpu-node-1" else "NVIDIA H100 80GB HBM3"}, (node, models)
-
-
-def _exporters(cluster) -> dict[str, str]:
-    pods = cluster.json("get", "pods", "-n", "gpu-operator", "-l", "app.kubernetes.io/name=dcgm-exporter")["items"]
-    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods
-            if p["status"].get("phase") == "Running" and p["spec"].get("nodeName")}
 
 
 def _get(url: str) -> str:
