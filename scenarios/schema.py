@@ -515,9 +515,30 @@ def _check_placeholders(sc: Scenario) -> None:
 
 # --------------------------------------------------------------------------- the scenario
 
+class RedHerring(_Strict):
+    """What makes a fault a red herring: a true, visible, harmless fact beside the real cause.
+
+    Why it is graded: real incidents come with noise (a warning event, a pod that
+    restarted once, an old ConfigMap), and a senior engineer rules it out with
+    evidence instead of "fixing" it. The grader credits a ``rule_out`` command and
+    takes ``penalty`` points for a change that matches ``touch``.
+    """
+
+    id: Slug
+    signal: NonEmpty = Field(description="what the candidate sees, e.g. 'model-registry shows 1 restart'")
+    reason: NonEmpty = Field(description="why it is harmless: the graded transcript's explanation")
+    rule_out: list[Matcher] = Field(min_length=1, description="commands that look at it closely enough to "
+                                                              "rule it out (only commands that change nothing count)")
+    touch: list[Matcher] = Field(min_length=1, description="changes that 'fix' it (only changes that took "
+                                                           "effect count)")
+    penalty: int = Field(10, ge=1, le=50, description="points taken off for touching it")
+
+
 class Fault(_Strict):
     name: FaultName
     params: dict[str, Any] = Field(default_factory=dict)
+    red_herring: RedHerring | None = Field(
+        None, description="marks this fault as a red herring: harmless, to be ruled out rather than fixed")
 
 
 class Hint(_Strict):
@@ -625,6 +646,11 @@ class Scenario(_Strict):
         """Steps that must come before ``step_id``: its ``after`` list plus phase order."""
         return self._precedence[step_id]
 
+    @cached_property
+    def red_herrings(self) -> list[RedHerring]:
+        """The red herrings of this scenario's faults, in fault order."""
+        return [f.red_herring for f in self.faults if f.red_herring is not None]
+
     def accepts_diagnosis(self, text: str) -> bool:
         return any(keyword_set_matches(kws, text) for kws in self.accepted_diagnoses)
 
@@ -668,6 +694,16 @@ def _check_ids(sc: Scenario) -> None:
                 if ref not in sc.steps:
                     raise ReferenceProblem(("expected", "phases", pi, "steps", si, "after", ai),
                                            f"unknown step {ref!r}{_suggest(ref, sc.steps)}")
+    if all(f.red_herring is not None for f in sc.faults):
+        raise ReferenceProblem(("faults",), "every fault is a red herring: a scenario needs a real fault too")
+    seen_herrings: set[str] = set()
+    for fi, fault in enumerate(sc.faults):
+        if fault.red_herring is None:
+            continue
+        if fault.red_herring.id in seen_herrings or fault.red_herring.id in sc.steps:
+            raise ReferenceProblem(("faults", fi, "red_herring", "id"),
+                                   f"red herring id {fault.red_herring.id!r} is used twice (step ids count)")
+        seen_herrings.add(fault.red_herring.id)
     seen_ap: set[str] = set()
     for ai, ap in enumerate(sc.anti_patterns):
         if ap.id in seen_ap:
