@@ -14,8 +14,8 @@ from typing import Iterable
 
 from mlops_drill.grader import rubric
 from mlops_drill.grader.plan import Plan, build_plan
-from mlops_drill.grader.report import (Deduction, DimensionScore, GradedTranscript, NextStep, StepResult,
-                                       Times)
+from mlops_drill.grader.report import (Deduction, DimensionScore, GradedTranscript, NextStep, RedHerringResult,
+                                       StepResult, Times)
 from mlops_drill.grader.transcript import Event, Transcript
 from mlops_drill.grader.walk import Facts, walk
 from mlops_drill.grader.weak_signals import BLIND_RETRAIN
@@ -38,6 +38,9 @@ def grade(events: Iterable[Event] | Transcript, scenario: Scenario, *,
 
     scored = {name: fn(f) for name, fn in _DIMENSIONS.items()}
     weights = dict(WEIGHTS)
+    if scenario.red_herrings:  # a row only where the scenario has some: other reports stay as they were
+        scored["red_herrings"] = rubric.red_herrings(f)
+        weights["red_herrings"] = rubric.RED_HERRING_WEIGHT
     if f.synthetic_times:
         weights["time"] = 0.0
     if f.offline:
@@ -68,7 +71,8 @@ def grade(events: Iterable[Event] | Transcript, scenario: Scenario, *,
         hints=f.hints, times=_times(f), verification=f.verification, tamper=tamper,
         timing_synthetic=f.synthetic_times, outcome=out.status, offline=f.offline,
         seed=scenario.variant.seed if scenario.variant else None,
-        values=dict(scenario.variant.values) if scenario.variant else None)
+        values=dict(scenario.variant.values) if scenario.variant else None,
+        red_herrings=_red_herrings(f))
 
 
 # --------------------------------------------------------------------------- composition
@@ -76,7 +80,7 @@ def grade(events: Iterable[Event] | Transcript, scenario: Scenario, *,
 def _deductions(f: Facts) -> list[Deduction]:
     """Points straight off the total, each tied to the line that cost them, in line order."""
     by_index = {c.index: c for c in f.annotated}
-    out: list[Deduction] = list(f.anti_patterns)
+    out: list[Deduction] = list(f.anti_patterns) + list(f.red_herring_deductions)
     for idx, points, why in rubric.blind_change_points(f):
         out.append(Deduction(kind="blind-change", id=f"blind-change-{idx}", points=points,
                              seq=by_index[idx].seq, why=why))
@@ -90,6 +94,14 @@ def _deductions(f: Facts) -> list[Deduction]:
         out.append(Deduction(kind="hint", id=f"hint-{h.index + 1}", points=h.cost, seq=h.seq,
                              why=f"hint {h.index + 1} used at {_mmss(h.t)}"))
     return sorted(out, key=lambda d: d.seq)
+
+
+def _red_herrings(f: Facts) -> list[RedHerringResult]:
+    return [RedHerringResult(id=h.id, signal=h.signal, reason=h.reason,
+                             treatment="touched" if h.id in f.herrings_touched
+                             else "ruled-out" if h.id in f.herrings_examined else "ignored",
+                             ruled_out_at=f.herrings_examined.get(h.id), touched_at=f.herrings_touched.get(h.id))
+            for h in f.scenario.red_herrings]
 
 
 def _steps(f: Facts) -> list[StepResult]:

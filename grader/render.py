@@ -25,10 +25,18 @@ Format = Literal["rich", "md", "html", "json"]
 FORMATS = ("rich", "md", "html", "json")
 _STATUS_LABEL = {"step": "step", "repeat": "repeat", "redundant": "redundant", "failed": "failed",
                  "unmatched": "unmatched", "other": "-", "diagnosis": "diagnosis",
-                 "hypothesis": "hypothesis", "hint": "hint", "verification": "verification"}
+                 "hypothesis": "hypothesis", "hint": "hint", "verification": "verification",
+                 "ruled-out": "red herring ruled out"}
 _STATUS_STYLE = {"step": "green", "repeat": "cyan", "redundant": "yellow", "failed": "red",
                  "unmatched": "yellow", "other": "dim", "diagnosis": "magenta",
-                 "hypothesis": "magenta", "hint": "red", "verification": "blue"}
+                 "hypothesis": "magenta", "hint": "red", "verification": "blue", "ruled-out": "green"}
+
+
+def _herring_lines(graded: GradedTranscript) -> list[str]:
+    """One plain line per red herring: how it was treated, and why it was harmless."""
+    said = {"ruled-out": "ruled out at #{}", "touched": "'fixed' at #{} (penalised)", "ignored": "left alone"}
+    return [f"{h.signal}: " + said[h.treatment].format(h.touched_at if h.treatment == "touched" else h.ruled_out_at)
+            + f" - {h.reason}" for h in graded.red_herrings]
 
 
 def render(graded: GradedTranscript, fmt: str, *, width: int = 120, color: bool = False) -> str:
@@ -119,6 +127,10 @@ def print_terminal(graded: GradedTranscript, console: Console) -> None:
         console.print("[bold]What a strong answer would have done next[/bold]")
         for line in graded.strong_next:
             console.print(f"  - {escape(line)}")
+    if graded.red_herrings:
+        console.print("[bold]Red herrings[/bold] (true, harmless: rule them out, do not fix them)")
+        for line in _herring_lines(graded):
+            console.print(f"  - {escape(line)}")
     _terminal_extras(graded, console)
 
 
@@ -178,6 +190,9 @@ def to_markdown(graded: GradedTranscript) -> str:
     if graded.strong_next:
         out += ["", "## What a strong answer would have done next", ""]
         out += [f"- {line}" for line in graded.strong_next]
+    if graded.red_herrings:
+        out += ["", "## Red herrings", "", "True and harmless: a senior answer rules them out, and does not fix them.", ""]
+        out += [f"- {_md(line)}" for line in _herring_lines(graded)]
     t = graded.times
     out += ["", "## Times", "", "| first evidence | localisation | root cause | mitigation | "
             "elapsed |", "|---|---|---|---|---|",
@@ -214,7 +229,7 @@ code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f4f
 padding:.1em .3em;border-radius:4px;word-break:break-all}
 .s-step{color:#1a7f37}.s-repeat{color:#0969da}.s-redundant,.s-unmatched{color:#9a6700}
 .s-failed,.s-hint{color:#cf222e}.s-other{color:#6e7781}.s-diagnosis,.s-hypothesis{color:#8250df}
-.s-verification{color:#0969da}.why{color:#57606a}.note{display:block}
+.s-verification{color:#0969da}.s-ruled-out{color:#1a7f37}.why{color:#57606a}.note{display:block}
 """
 
 
@@ -261,6 +276,11 @@ def to_html(graded: GradedTranscript) -> str:
     if graded.strong_next:
         p.append("<h2>What a strong answer would have done next</h2><ul>")
         p += [f"<li>{_e(line)}</li>" for line in graded.strong_next]
+        p.append("</ul>")
+    if graded.red_herrings:
+        p.append("<h2>Red herrings</h2><p>True and harmless: a senior answer rules them out, and does not fix "
+                 "them.</p><ul>")
+        p += [f"<li>{_e(line)}</li>" for line in _herring_lines(graded)]
         p.append("</ul>")
     t = graded.times
     p.append("<h2>Times</h2><table><tr><th>first evidence</th><th>localisation</th>"

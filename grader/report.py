@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 CommandStatus = Literal["step", "repeat", "redundant", "failed", "unmatched", "other", "diagnosis",
-                        "hypothesis", "hint", "verification"]
+                        "hypothesis", "hint", "verification", "ruled-out"]
 
 
 class DimensionScore(BaseModel):
@@ -26,7 +26,7 @@ class DimensionScore(BaseModel):
 class Deduction(BaseModel):
     """Points taken straight off the total (anti-patterns, hints), with the command that cost them."""
 
-    kind: Literal["anti-pattern", "blind-change", "weak-signal", "hint"]
+    kind: Literal["anti-pattern", "blind-change", "weak-signal", "hint", "red-herring"]
     id: str
     points: float
     seq: int
@@ -86,6 +86,17 @@ class HintUse(BaseModel):
     cost: float
 
 
+class RedHerringResult(BaseModel):
+    """How the candidate treated one red herring: ruled out with evidence, left alone, or 'fixed'."""
+
+    id: str
+    signal: str = Field(description="what the candidate could see")
+    reason: str = Field(description="why it is harmless")
+    treatment: Literal["ruled-out", "ignored", "touched"]
+    ruled_out_at: int | None = Field(None, description="index of the first command that examined it")
+    touched_at: int | None = Field(None, description="index of the first change aimed at it")
+
+
 class Times(BaseModel):
     """AIOpsLab-style milestones, seconds from the start (None: never reached)."""
 
@@ -129,6 +140,8 @@ class GradedTranscript(BaseModel):
     seed: int | None = Field(None, description="the seed of a parameterised scenario's variant "
                                                "(`grade-transcript --seed` replays it)")
     values: dict[str, Any] | None = Field(None, description="the values that seed drew")
+    red_herrings: list[RedHerringResult] = Field(default_factory=list,
+                                                 description="the scenario's harmless facts and how each was treated")
 
     def variant_text(self) -> str:
         """``seed 42: node=gpu-node-0, ...`` for a variant, else empty."""

@@ -27,6 +27,10 @@ from mlops_drill.grader.weak_signals import HEALTHY
 
 WEIGHTS: dict[str, float] = {"coverage": 15, "order": 40, "efficiency": 15, "end_state": 10,
                              "diagnosis": 15, "time": 5}
+# Only where the scenario has red herrings (weight 0 and no row otherwise): ruled out with evidence
+# 100, left alone HERRING_IGNORED (not wrong: an expert may see it is beside the point), "fixed" 0.
+RED_HERRING_WEIGHT = 10.0
+HERRING_IGNORED = 50.0
 # Order quality (sum 100): precedence of steps, no change before evidence of the cause,
 # symptom reproduced before the first change, symptom re-checked after the last one.
 ORDER_PARTS = {"precedence": 40, "evidence_first": 40, "reproduced": 10, "rechecked": 10}
@@ -149,6 +153,25 @@ def efficiency(f: Facts) -> Dim:
     scale = min(1.0, progress(f) / EFFICIENCY_FULL_AT)
     return Dim(100.0 * ratio * scale,
                f"{f.useful} useful, {f.waste} unmatched or redundant ({free} free), "
+               f"x{scale:.2f} for progress {progress(f):.0%}")
+
+
+def red_herrings(f: Facts) -> Dim:
+    """Harmless facts ruled out with evidence, not "fixed"; scaled by progress like efficiency.
+
+    Why scaled: a look at the noise while the cause stays unfound is not careful
+    work, so it must not lift an empty search above one that made progress.
+    """
+    herrings = f.scenario.red_herrings
+    if not herrings:
+        return Dim(0.0, "no red herrings in this scenario")
+    marks = [0.0 if h.id in f.herrings_touched else 100.0 if h.id in f.herrings_examined else HERRING_IGNORED
+             for h in herrings]
+    scale = min(1.0, progress(f) / EFFICIENCY_FULL_AT)
+    ruled = sum(h.id in f.herrings_examined and h.id not in f.herrings_touched for h in herrings)
+    touched = sum(h.id in f.herrings_touched for h in herrings)
+    return Dim(sum(marks) / len(marks) * scale,
+               f"{ruled}/{len(herrings)} red herring(s) ruled out with evidence, {touched} 'fixed'; "
                f"x{scale:.2f} for progress {progress(f):.0%}")
 
 

@@ -19,7 +19,7 @@ from mlops_drill.grader.report import (AnnotatedCommand, Deduction, DiagnosisRes
                                        HypothesisResult)
 from mlops_drill.grader.transcript import Event
 from mlops_drill.grader.weak_signals import WeakSignal, weak_signals
-from mlops_drill.scenarios.schema import Scenario
+from mlops_drill.scenarios.schema import Scenario, matches_any
 
 # Tools whose invocations are graded for efficiency; anything else (ls, jq, cat) is neutral.
 PROBE_TOOLS = frozenset({"kubectl", "curl", "nvidia-smi", "helm", "wget", "http", "mlflow", "dvc"})
@@ -59,6 +59,9 @@ class Facts:
     statement_signals: list[tuple[int, WeakSignal]] = field(default_factory=list)
     verification: dict[str, bool] | None = None
     last_activity: float = 0.0
+    herrings_examined: dict[str, int] = field(default_factory=dict)  # red herring -> first look at it
+    herrings_touched: dict[str, int] = field(default_factory=dict)   # red herring -> first change to it
+    red_herring_deductions: list[Deduction] = field(default_factory=list)
 
     @property
     def synthetic_times(self) -> bool:
@@ -165,8 +168,10 @@ class _Walker:
             hit = self.match_cache[key] = (
                 plan.matching(cmd),
                 tuple(ap for ap in f.scenario.anti_patterns if ap.matches(cmd)),
-                plan.is_symptom_probe(cmd))
-        candidates, aps, is_symptom = hit
+                plan.is_symptom_probe(cmd),
+                tuple(h for h in f.scenario.red_herrings if matches_any(h.rule_out, cmd)),
+                tuple(h for h in f.scenario.red_herrings if matches_any(h.touch, cmd)))
+        candidates, aps, is_symptom, examines, touches = hit
         notes: list[str] = []
         mutation = act.mutation
         failed = act.exit_code not in (None, 0)
@@ -187,8 +192,15 @@ class _Walker:
             if not f.symptom_idx:
                 notes.append("changed the system before reproducing the symptom")
 
+        if mutation and not failed:
+            self._touched(idx, act, touches, notes)
+        elif not mutation:
+            examines = self._examined(idx, examines, notes)
+
         status: str
-        if sid is None:
+        if sid is None and examines and not mutation:
+            status = "ruled-out"  # a look at a harmless fact that a senior answer also takes: not waste
+        elif sid is None:
             status = "unmatched" if probe else "other"
             if probe:
                 f.waste += 1
@@ -233,6 +245,27 @@ class _Walker:
             step_title=step.title if step else None,
             phase=plan.phase_titles[plan.phase_of[sid]] if sid else None,
             reason=step.reason if step else None, mutation=mutation, notes=notes))
+
+    def _examined(self, idx: int, herrings: tuple, notes: list[str]) -> tuple:
+        """Record the first look at each red herring; the herrings this command looks at."""
+        for h in herrings:
+            if h.id not in self.f.herrings_examined:
+                self.f.herrings_examined[h.id] = idx
+                notes.append(f"rules out a red herring: {h.signal} - {h.reason}")
+        return herrings
+
+    def _touched(self, idx: int, act: Action, herrings: tuple, notes: list[str]) -> None:
+        """A change that took effect on a harmless fact: penalised once per herring."""
+        f = self.f
+        for h in herrings:
+            if h.id in f.herrings_touched:
+                notes.append(f"changed a red herring again: {h.signal} (already deducted)")
+                continue
+            f.herrings_touched[h.id] = idx
+            why = f"'fixed' a red herring: {h.signal}, which is harmless ({h.reason})"
+            f.red_herring_deductions.append(Deduction(kind="red-herring", id=f"red-herring-{h.id}",
+                                                      points=float(h.penalty), seq=act.seq, why=why))
+            notes.append(f"{why} (-{h.penalty})")
 
     def _also_remediates(self, idx: int, sid: str, candidates: tuple[str, ...]) -> list[str]:
         """One patch can make several of the scenario's fixes (drop a flag and restore a ref)."""
