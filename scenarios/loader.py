@@ -38,12 +38,28 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as err:
         raise DrillError(_one_line(f"{path}:1:1: <file>: not UTF-8 text (byte {err.start})")) from None
     root, data = _parse_yaml(path, text)
+    if isinstance(data, dict) and "extends" in data:  # a compound incident: its bases merged in first
+        from mlops_drill.scenarios.compound import resolve
+
+        data = resolve(path, data, _read_data)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise DrillError(_describe(path, root, err)) from None
     _check_variants(path, root, scenario)
     return scenario
+
+
+def _read_data(path: Path) -> Any:
+    """The plain data of another scenario file (a compound's base), with the same one-line errors."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DrillError(_one_line(f"{path}: cannot read scenario file: {err}")) from None
+    data = _parse_yaml(path, text)[1]
+    if not isinstance(data, dict):
+        raise DrillError(f"{path}:1:1: <document>: expected a scenario mapping")
+    return data
 
 
 def _check_variants(path: Path, root: Node | None, scenario: Scenario) -> None:

@@ -29,6 +29,9 @@ ISSUE_5_SCENARIOS = {
     "training-no-checkpoint", "secret-in-env",
 }
 ISSUE_20_SCENARIOS = {"gpu-allocated-idle"}  # GPU cost, evidence in dcgm-exporter's metrics
+# Issue 19 item 2: compound incidents (a base plus red herrings, or two incidents at once)
+COMPOUND_SCENARIOS = {"gpu-toleration-noisy-node", "bad-canary-registry-restart", "training-spot-noisy",
+                      "canary-and-lost-checkpoints"}
 VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 
@@ -49,7 +52,7 @@ def _write(tmp_path: Path, text: str, name: str = "broken.yaml") -> Path:
 # --------------------------------------------------------------------------- the catalogue
 
 def test_catalogue_holds_every_issue_scenario(catalogue: dict[str, Scenario]) -> None:
-    assert set(catalogue) == ISSUE_5_SCENARIOS | ISSUE_20_SCENARIOS
+    assert set(catalogue) == ISSUE_5_SCENARIOS | ISSUE_20_SCENARIOS | COMPOUND_SCENARIOS
 
 
 def test_catalogue_covers_the_playbook(catalogue: dict[str, Scenario]) -> None:
@@ -322,7 +325,9 @@ def _mutate(doc: dict, rnd: random.Random, junk: str) -> str:
     return text
 
 
-BASES = [yaml.safe_load(p.read_text()) for p in sorted(catalogue_dir().glob("*.yaml"))]
+# Whole scenarios only: a compound file leaves out what its base gives (tests/test_compound_scenarios.py)
+BASES = [d for d in (yaml.safe_load(p.read_text()) for p in sorted(catalogue_dir().glob("*.yaml")))
+         if "extends" not in d]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

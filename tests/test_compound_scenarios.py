@@ -1,0 +1,109 @@
+"""Compound scenarios (``extends``): what the merge makes of the catalogue's own compound files, and one-line errors.
+
+No cluster: the files are loaded as the engine loads them and graded with transcripts typed from their lines
+(tests/test_scenarios.py runs each on the embedded cluster).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops_drill.errors import DrillError
+from mlops_drill.grader.grade import grade
+from mlops_drill.grader.synthetic import passing_checks, transcript_from_lines
+from mlops_drill.scenarios.loader import catalogue_dir, load_catalogue, load_scenario
+
+CATALOGUE = load_catalogue()
+COMPOUND = {"gpu-toleration-noisy-node": "gpu-missing-toleration", "bad-canary-registry-restart": "bad-canary",
+            "training-spot-noisy": "training-no-checkpoint"}
+DOUBLE = CATALOGUE["canary-and-lost-checkpoints"]
+#: A change a candidate who took the noise for the cause would type.
+TOUCH = {"gpu-toleration-noisy-node": "kubectl cordon gpu-node-1",
+         "bad-canary-registry-restart": "kubectl rollout restart deployment/model-registry -n registry",
+         "training-spot-noisy": "kubectl delete configmap fraud-train-hparams -n training"}
+
+
+def run(sc, lines, failing: tuple[int, ...] = ()):
+    checks = {k: i not in failing for i, k in enumerate(passing_checks(len(sc.fix.checks)))}
+    return grade(list(transcript_from_lines(lines, checks=checks)), sc)
+
+
+@pytest.mark.parametrize("sid, base", sorted(COMPOUND.items()))
+def test_a_base_plus_noise_keeps_the_base_and_adds_only_herrings(sid: str, base: str) -> None:
+    sc, b = CATALOGUE[sid], CATALOGUE[base]
+    assert [f.name for f in sc.faults][:len(b.faults)] == [f.name for f in b.faults]
+    assert [f for f in sc.faults[len(b.faults):] if f.red_herring is None] == [], "only herrings are added"
+    assert len(sc.red_herrings) >= 2 and sc.expected == b.expected and sc.fix == b.fix
+    assert sc.briefing != b.briefing and sc.id == sid
+
+
+@pytest.mark.parametrize("sid", sorted(COMPOUND))
+def test_the_base_answer_without_ruling_out_scores_less_and_fixing_the_noise_less_still(sid: str) -> None:
+    sc, base = CATALOGUE[sid], CATALOGUE[COMPOUND[sid]]
+    careful = run(sc, sc.reference_solution)
+    plain = run(sc, base.reference_solution)
+    touch = TOUCH[sid]
+    reckless = run(sc, [*sc.reference_solution[:-1], touch, *sc.reference_solution[-1:]])
+    assert careful.score >= 90 and careful.outcome == "resolved"
+    assert careful.score > plain.score > reckless.score, (careful.score, plain.score, reckless.score)
+    assert any(d.kind == "red-herring" for d in reckless.deductions)
+
+
+def test_two_incidents_need_both_fixed_and_both_named() -> None:
+    lines = DOUBLE.reference_solution
+    canary_half = lines[:11]
+    both = run(DOUBLE, lines)
+    assert both.score >= 90 and both.outcome == "resolved"
+    one_named = run(DOUBLE, [*lines[:-1], 'mlops-drill diagnose "the canary 1.6.0-rc1 answers 500"'])
+    assert one_named.dimension("diagnosis").score == 0 and one_named.score < both.score
+    training_checks = tuple(range(3, len(DOUBLE.fix.checks)))
+    half = run(DOUBLE, [*canary_half, lines[-1]], failing=training_checks)
+    assert half.outcome == "open" and half.score <= 38
+
+
+def test_one_incident_worked_to_the_end_before_the_other_is_not_out_of_order() -> None:
+    lines = DOUBLE.reference_solution
+    training_first = [*lines[11:-1], *lines[:11], lines[-1]]
+    graded = run(DOUBLE, training_first)
+    assert graded.dimension("order").score == 100 and graded.score == run(DOUBLE, lines).score
+    assert [p.id for p in DOUBLE.expected.phases] == ["triage", "localise", "artifacts", "validate", "mitigate",
+                                                      "verify"]
+
+
+def test_each_bases_own_order_still_counts() -> None:
+    lines = DOUBLE.reference_solution
+    scale_first = [lines[8], *lines[:8], *lines[9:]]  # the canary scaled before anything was looked at
+    assert run(DOUBLE, scale_first).dimension("order").score < 100
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("extends: no-such-scenario\nid: x\n", "extends: unknown scenario 'no-such-scenario'"),
+    ("extends: [bad-canary, training-no-checkpoint]\nid: x\ntitle: t\n",
+     "extends several scenarios, so it needs its own briefing, root_cause, reference_solution"),
+    ("extends: x\nid: x\n", "extends: a scenario cannot extend itself"),
+    ("extends: 3\nid: x\n", "extends: expected a scenario id or a list of scenario ids"),
+])
+def test_bad_extends_is_one_line_naming_the_file(tmp_path: Path, text: str, problem: str) -> None:
+    path = _write(tmp_path, "x", text)
+    with pytest.raises(DrillError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+def test_a_pack_extends_its_own_scenario_and_errors_in_added_faults_point_at_the_file(tmp_path: Path) -> None:
+    base = (catalogue_dir() / "gpu-missing-toleration.yaml").read_text()
+    _write(tmp_path, "my-base", base.replace("id: gpu-missing-toleration", "id: my-base"))
+    ok = _write(tmp_path, "my-noisy", "extends: my-base\nid: my-noisy\n")
+    assert load_scenario(ok).faults == load_scenario(tmp_path / "my-base.yaml").faults
+    broken = _write(tmp_path, "my-broken", "extends: my-base\nid: my-broken\nfaults:\n"
+                                           "  - name: no-such-fault\n")
+    with pytest.raises(DrillError) as info:
+        load_scenario(broken)
+    assert str(info.value).startswith(f"{broken}:4:") and "no-such-fault" in str(info.value)
