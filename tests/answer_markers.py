@@ -7,7 +7,7 @@ import re
 PLATFORM_NAMESPACES = ("serving", "features", "registry", "training", "gpu-operator")
 MARKERS = re.compile(
     r"(?<![a-z])(fault|faults|remove-toleration|inject\w*|mlops-drill-system|reference_solution|root_cause|"
-    r"accepted_diagnoses|expected_steps|gpu-inventory|kopf\w*)(?![a-z])")
+    r"accepted_diagnoses|expected_steps|gpu-inventory|kopf\w*|red.herrings?|herrings?)(?![a-z])")
 
 
 def candidate_view(kubectl) -> str:
