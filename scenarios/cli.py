@@ -75,7 +75,8 @@ def _check(file: Path) -> str:
 
     import mlops_drill.injector.faults  # noqa: F401  (registers every fault, plugins included)
     from mlops_drill.injector.fault import REGISTRY
-    from mlops_drill.scenarios.loader import load_scenario_file, located
+    from mlops_drill.scenarios.compound import fault_origin
+    from mlops_drill.scenarios.loader import _read_data, load_scenario_file, located
     from mlops_drill.scenarios.packs import scenario_files
 
     from mlops_drill.scenarios.variants import probe_values, render
@@ -87,8 +88,9 @@ def _check(file: Path) -> str:
         drawn = f" (in the variant {', '.join(f'{k}={v!r}' for k, v in values.items())})" if values else ""
         for i, fault in enumerate(variant.faults):
             cls = REGISTRY.get(fault.name)
+            where, at = fault_origin(file, i, _read_data)  # a compound's fault may come from its base's file
             if cls is None:  # listed in some package's metadata, yet its class did not register
-                raise DrillError(located(file, ("faults", i, "name"), f"fault {fault.name!r} is not importable"))
+                raise DrillError(located(where, ("faults", at, "name"), f"fault {fault.name!r} is not importable"))
             try:
                 cls.Params.model_validate(fault.params)
             except ValidationError as err:
@@ -99,7 +101,7 @@ def _check(file: Path) -> str:
                     close = difflib.get_close_matches(key, list(cls.Params.model_fields), n=1)
                     problem = f"unknown param {key!r} of fault {fault.name}" + (f"; did you mean {close[0]!r}?"
                                                                                if close else "")
-                raise DrillError(located(file, ("faults", i, "params", *first["loc"]), problem + drawn)) from None
+                raise DrillError(located(where, ("faults", at, "params", *first["loc"]), problem + drawn)) from None
     offered = scenario_files().get(sc.id)
     if offered is not None and offered.resolve() != file.resolve():
         raise DrillError(located(file, ("id",), f"{sc.id!r} is already the id of {offered}"))

@@ -136,3 +136,25 @@ def _common_order(path: Path, sequences: list[list[str]]) -> list[str]:
                              f"({' / '.join(' > '.join(s) for s in sequences)}); rename a phase id")
         out.append(ready[0])
     return out
+
+
+def fault_origin(path: Path, index: int, read: Callable[[Path], dict[str, Any]]) -> tuple[Path, int]:
+    """The file and position that wrote fault ``index`` of the merged scenario in ``path``.
+
+    Why: an error in a fault's params must point at the line to fix, which for an inherited fault
+    is in the base's file, and for an added one sits at another index of the compound file.
+    """
+    data = read(path)
+    ref = data.get("extends")
+    if ref is None:
+        return path, index
+    counts = []
+    names = [ref] if isinstance(ref, str) else ref
+    for name in names:
+        base = _find(path, name)
+        counts.append((base, len(resolve(base, read(base), read).get("faults", []))))
+    for base, count in counts:
+        if index < count:
+            return fault_origin(base, index, read)
+        index -= count
+    return path, index

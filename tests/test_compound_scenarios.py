@@ -107,3 +107,18 @@ def test_a_pack_extends_its_own_scenario_and_errors_in_added_faults_point_at_the
     with pytest.raises(DrillError) as info:
         load_scenario(broken)
     assert str(info.value).startswith(f"{broken}:4:") and "no-such-fault" in str(info.value)
+
+
+def test_validate_points_a_bad_param_of_an_added_fault_at_the_compound_files_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = (catalogue_dir() / "training-spot-noisy.yaml").read_text()
+    text = text.replace("id: training-spot-noisy", "id: my-spot-noisy").replace("      age_minutes: 45",
+                                                                                  "      age_minutes: 90")
+    broken = _write(tmp_path, "my-spot-noisy", text)
+    line_no = next(i for i, line in enumerate(text.splitlines(), 1) if "age_minutes: 90" in line)
+    result = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "scenario", "validate", str(broken)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"{broken}:{line_no}:") and "faults.0.params.age_minutes" in result.stderr
