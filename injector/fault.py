@@ -32,6 +32,11 @@ class Fault(abc.ABC):
     #: (the GPU inventory and device-plugin state the shared node agent keeps).
     seat_ready: ClassVar[bool] = True
 
+    @classmethod
+    def seat_ready_with(cls, params: dict[str, Any]) -> bool:
+        """Whether a seat can take this fault with these params; most faults decide by class alone."""
+        return cls.seat_ready
+
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         try:
             self.params = self.Params.model_validate(params or {})
@@ -71,7 +76,7 @@ class Fault(abc.ABC):
 
 def seat_blockers(faults) -> list[str]:
     """Names of ``faults`` (a scenario's) that a seat of a shared cluster cannot take (``seat_ready``)."""
-    return [f.name for f in faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready]
+    return [f.name for f in faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready_with(f.params)]
 
 
 def load_plugin_faults() -> None:

@@ -106,11 +106,14 @@ def test_gpu_inventory_faults_are_the_ones_a_seat_cannot_run():
     """The drill server refuses these scenarios for shared seats (see test_drills.py); keep the list honest.
 
     Two edit the GPU inventory the shared node agent owns; gpu-allocated-idle's reference solution
-    reads each node's dcgm-exporter by node name, which a seat's gateway renames.
+    reads each node's dcgm-exporter by node name, which a seat's gateway renames; two compound ones
+    place a warning Event about a node, which a seat (namespaces of its own only) cannot show.
     """
     assert sorted(s for s in CATALOGUE if not _seat_ready(s)) == ["gpu-allocated-idle",
                                                                   "gpu-device-plugin-crash",
-                                                                  "gpu-driver-cuda-mismatch"]
+                                                                  "gpu-driver-cuda-mismatch",
+                                                                  "gpu-toleration-noisy-node",
+                                                                  "training-spot-noisy"]
 
 
 def test_seat_hostpath_folders_are_per_seat(seats):

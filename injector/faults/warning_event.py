@@ -87,6 +87,13 @@ class WarningEvent(Fault):
     Params = Params
     description = "a past Warning Event about a healthy object (a red herring)"
 
+    @classmethod
+    def seat_ready_with(cls, params: dict[str, Any]) -> bool:
+        """Not about a node on a seat: a seat's gateway shows the seat only its own namespaces, so an Event about
+        a cluster-scoped object (kept in the shared ``default``) could never reach its candidate."""
+        kind = KINDS.get(str(params.get("object", "")).partition("/")[0].lower())
+        return kind is None or kind[2]
+
     @property
     def _kind(self) -> tuple[str, str, bool]:
         return KINDS[self.params.object.partition("/")[0].lower()]

@@ -130,8 +130,9 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
 
             own = seat_blockers(scenario.faults)
             if own:
-                raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} changes GPU node state that "
-                                         f"seats of a shared cluster do not have a copy of; use isolation 'clusters'")
+                raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} acts on what seats of a shared "
+                                         "cluster have no copy of their own of (GPU node state, objects outside "
+                                         "their namespaces); use isolation 'clusters'")
         seed = None
         if scenario.parameters:
             from mlops_drill.scenarios.variants import fresh_seed
