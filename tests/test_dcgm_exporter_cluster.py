@@ -184,11 +184,10 @@ def test_training_epochs_read_as_a_busy_gpu(platform, cluster) -> None:
                     and lab.get("pod", "").startswith("fraud-train-")]
 
         # The Job's pod must be scheduled, sandboxed and sampled.
-        wait(training_util, timeout=90, what="fraud-train's GPU labelled with its pod")
-        time.sleep(4)  # a few epochs (2 s each) inside the sampler's window
-        readings = []
-        for _ in range(8):
-            readings += training_util()
-            time.sleep(0.5)
-    print(f"training GPU utilisation: {readings}")
-    assert readings and sum(readings) / len(readings) >= 80, readings
+        first_seen = wait(training_util, timeout=90, what="fraud-train's GPU labelled with its pod")
+        # Its first readings cover the start (imports, data loading: about 10 %); once epochs (2 s each) run
+        # the GPU reads busy. Waited for, not sampled at a fixed moment: a loaded machine starts epochs later.
+        busy = wait(lambda: [v for v in training_util() if v >= 80], timeout=60,
+                    what="fraud-train's GPU reading busy while its epochs run")
+    print(f"training GPU utilisation: first {first_seen}, busy {busy}")
+    assert busy and max(busy) <= 100
