@@ -7,6 +7,11 @@ resumes from there after a restart; without it, a preempted spot pod starts
 again at epoch 1 and the GPU-hours already spent are lost. Every epoch is
 appended to a cost ledger (``COST_LEDGER``) that survives restarts, so the cost
 of repeated preemptions is visible in the logs.
+
+With ``DATASET_URI`` set the epochs read the training data as shards from that
+bucket (``dataset_cache``), through a local cache when ``DATA_CACHE_DIR`` is set:
+the GPU waits while shards load, and the ledger bills the GPU for the whole
+epoch, waiting included, plus cross-region egress.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from mlops_drill.cluster.gpu.activity import DeviceClock
-from mlops_drill.mlplatform import appkit, data, loadtime, transforms
+from mlops_drill.mlplatform import appkit, data, dataset_cache, loadtime, transforms
 from mlops_drill.mlplatform.model import Adam, Model, auc, init_model, train_epoch
 
 #: Assumed list prices per H100 GPU-hour (override with PRICE_ON_DEMAND / PRICE_SPOT).
@@ -119,6 +124,7 @@ def main() -> int:
     config = transforms.fit(train.features, train.X)
     Xs, Xv = transforms.apply(config, train.features, train.X), transforms.apply(config, val.features, val.X)
 
+    dataset = _dataset(Xs, train.y)
     start_epoch, model, opt = 0, init_model("mlp", Xs.shape[1], 16, data.SEED), Adam()
     if ckpt_dir is None:
         appkit.log("warning", "no CHECKPOINT_DIR set: progress is lost if this pod is stopped")
@@ -132,27 +138,43 @@ def main() -> int:
     appkit.log("info", "training started", attempt=attempt, epochs=epochs, start_epoch=start_epoch + 1,
                capacity_type=capacity, price_per_gpu_hour=unit_price, devices=gpus or ["cpu"],
                data_period=period, data_version=train.version_hash(),
-               gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2))
+               gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2),
+               **_dataset_fields(dataset))
 
     val_auc: float | None = None
     gpu_busy = DeviceClock()  # inert without a GPU
     for epoch in range(start_epoch + 1, epochs + 1):
+        epoch_started = time.monotonic()
+        X_epoch, y_epoch, reads = Xs, train.y, []
+        if dataset is not None:
+            loaded = dataset.load_epoch(epoch, stop)
+            if loaded is None:
+                return _preempted(epoch - 1, ckpt_dir)
+            X_epoch, y_epoch, reads = loaded
         started = time.monotonic()
-        loss = train_epoch(model, opt, Xs, train.y, batch=1024, seed=data.SEED + epoch)
+        data_seconds = started - epoch_started
+        loss = train_epoch(model, opt, X_epoch, y_epoch, batch=1024, seed=data.SEED + epoch)
         val_auc = auc(val.y, model.predict_proba(Xv))
         preempted = stop.wait(max(0.0, epoch_seconds - (time.monotonic() - started)))
-        gpu_busy.add(time.monotonic() - started)  # the epoch stands for GPU time: nvidia-smi / dcgm see it
+        compute_seconds = time.monotonic() - started
+        gpu_busy.add(compute_seconds)  # the epoch stands for GPU time: nvidia-smi / dcgm see it
         if preempted:
             return _preempted(epoch - 1, ckpt_dir)
         if ckpt_dir is not None:
             save_checkpoint(ckpt_dir, epoch, model, opt)
+        # The GPU is allocated while the loader waits too: with a dataset the epoch bills its whole wall time.
+        gpu_hours = gpu_hours_per_epoch if dataset is None else \
+            gpu_hours_per_epoch * (data_seconds + compute_seconds) / max(compute_seconds, 1e-9)
+        egress_gb = sum(r.egress_gb for r in reads)
         ledger.add({"attempt": attempt, "pod": os.environ.get("POD_NAME", ""), "epoch": epoch,
-                    "gpu_hours": gpu_hours_per_epoch, "cost_usd": round(gpu_hours_per_epoch * unit_price, 4),
-                    "capacity_type": capacity})
+                    "gpu_hours": round(gpu_hours, 4),
+                    "cost_usd": round(gpu_hours * unit_price + egress_gb * dataset_cache.EGRESS_USD_PER_GB, 4),
+                    "capacity_type": capacity, **({"egress_gb": round(egress_gb, 3)} if reads else {})})
         total_h, total_usd = ledger.totals()
         appkit.log("info", f"epoch {epoch}/{epochs}", epoch=epoch, epochs=epochs, loss=round(loss, 5),
                    val_auc=round(val_auc, 4), checkpointed=ckpt_dir is not None,
-                   gpu_hours_total=round(total_h, 2), cost_usd_total=round(total_usd, 2))
+                   gpu_hours_total=round(total_h, 2), cost_usd_total=round(total_usd, 2),
+                   **_epoch_data_fields(reads, data_seconds, compute_seconds))
         if stop.is_set():
             return _preempted(epoch, ckpt_dir)
     total_h, total_usd = ledger.totals()
@@ -162,6 +184,50 @@ def main() -> int:
                gpu_hours_wasted=round(max(0.0, total_h - useful_h), 2),
                cost_usd_wasted=round(max(0.0, total_h - useful_h) * unit_price, 2), attempts=attempt)
     return 0
+
+
+def _dataset(X: np.ndarray, y: np.ndarray) -> dataset_cache.ShardedDataset | None:
+    """The bucket the epochs read from (``DATASET_URI``), or None: the data is in memory, as before."""
+    uri = os.environ.get("DATASET_URI", "").strip()
+    if not uri:
+        return None
+    cache_env = os.environ.get("DATA_CACHE_DIR", "").strip()
+    node = os.environ.get("NODE_NAME", "").strip()
+    try:
+        ds = dataset_cache.ShardedDataset(
+            uri, X, y, shards=int(appkit.env_float("DATASET_SHARDS", 12)),
+            shard_mb=appkit.env_float("DATASET_SHARD_MB", 2048), cache_dir=Path(cache_env) if cache_env else None,
+            region=dataset_cache.node_region(node), time_scale=appkit.env_float("DATA_TIME_SCALE", 60),
+            log=appkit.log)
+    except dataset_cache.DatasetError as exc:
+        raise SystemExit(str(exc)) from None
+    if ds.cache_dir is None:
+        appkit.log("warning", f"no DATA_CACHE_DIR set: every epoch reads all {ds.shards} shards from the bucket again",
+                   dataset_uri=ds.uri)
+    if ds.cross_region:
+        appkit.log("warning", "dataset bucket is in another region than this node: reads are cross-region",
+                   dataset_uri=ds.uri, bucket_region=ds.bucket_region, node=node, node_region=ds.region)
+    return ds
+
+
+def _dataset_fields(ds: dataset_cache.ShardedDataset | None) -> dict[str, Any]:
+    if ds is None:
+        return {}
+    return {"dataset_uri": ds.uri, "dataset_shards": ds.shards, "dataset_gb": round(ds.shards * ds.shard_mb / 1000, 1),
+            "data_cache_dir": None if ds.cache_dir is None else str(ds.cache_dir),
+            "bucket_region": ds.bucket_region, "node_region": ds.region}
+
+
+def _epoch_data_fields(reads: list[dataset_cache.ShardRead], data_seconds: float,
+                       compute_seconds: float) -> dict[str, Any]:
+    """Where the epoch's time went: loading shards (the GPU waits) or computing."""
+    if not reads:
+        return {}
+    hits = sum(r.cache == "hit" for r in reads)
+    total = data_seconds + compute_seconds
+    return {"epoch_seconds": round(total, 2), "data_loading_seconds": round(data_seconds, 2),
+            "compute_seconds": round(compute_seconds, 2), "gpu_busy_pct": round(100 * compute_seconds / total),
+            "cache_hits": hits, "cache_misses": len(reads) - hits}
 
 
 def _preempted(completed: int, ckpt_dir: Path | None) -> int:
