@@ -32,6 +32,8 @@ ISSUE_20_SCENARIOS = {"gpu-allocated-idle"}  # GPU cost, evidence in dcgm-export
 # Issue 19 item 2: compound incidents (a base plus red herrings, or two incidents at once)
 COMPOUND_SCENARIOS = {"gpu-toleration-noisy-node", "bad-canary-registry-restart", "training-spot-noisy",
                       "canary-and-lost-checkpoints"}
+# Issue 19 item 3: the rest of the playbook
+PLAYBOOK_SCENARIOS = {"training-cold-cache", "batch-concurrency-latency"}
 VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 
@@ -52,7 +54,7 @@ def _write(tmp_path: Path, text: str, name: str = "broken.yaml") -> Path:
 # --------------------------------------------------------------------------- the catalogue
 
 def test_catalogue_holds_every_issue_scenario(catalogue: dict[str, Scenario]) -> None:
-    assert set(catalogue) == ISSUE_5_SCENARIOS | ISSUE_20_SCENARIOS | COMPOUND_SCENARIOS
+    assert set(catalogue) == ISSUE_5_SCENARIOS | ISSUE_20_SCENARIOS | COMPOUND_SCENARIOS | PLAYBOOK_SCENARIOS
 
 
 def test_catalogue_covers_the_playbook(catalogue: dict[str, Scenario]) -> None:
