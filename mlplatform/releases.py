@@ -8,7 +8,7 @@ the app itself (e.g. ``serving.RELEASE_BEHAVIOUR``).
 from __future__ import annotations
 
 KNOWN_RELEASES: dict[str, tuple[str, ...]] = {
-    "fraud-model": ("1.3.2", "1.4.0", "1.4.2", "1.5.0", "1.6.0-rc1"),
+    "fraud-model": ("1.3.2", "1.4.0", "1.4.1", "1.4.2", "1.5.0", "1.6.0-rc1"),
     "model-registry": ("1.2.0",),
     "feature-store": ("1.1.0",),
     "feature-refresh": ("1.1.0",),

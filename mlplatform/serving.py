@@ -7,6 +7,14 @@ the image tag. Symptoms are consequences, not flags: a skewed transform config
 really changes scores and its hash, a GPU-less pod really computes 10x slower, a
 larger model really takes longer to load, and release 1.5.0's readiness really
 answers before the model is there, so early requests queue behind the load.
+
+Throughput knobs are real too: ``MAX_CONCURRENT_REQUESTS`` inferences run at once
+per pod (the rest wait in its queue), and ``BATCH_SIZE`` / ``BATCH_TIMEOUT_MS``
+turn on micro-batching, where a request waits up to the timeout for others to
+share its forward pass. The defaults (64, 1, 0) never queue the traffic replay and
+never batch. /metrics shows what an engineer reads to tune them: queue wait,
+in-flight and queued requests, batch sizes, the time spent waiting for a batch,
+and the configured limits.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import time
 import traceback
 import uuid
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +43,7 @@ from mlops_drill.mlplatform.model import SCORE_BUCKETS
 APP = "fraud-model"
 DEFAULT_RELEASE = "1.4.0"
 NULL_WINDOW = 200  # requests the feature null rate is computed over
+DEFAULT_MAX_CONCURRENT = 64  # above the replay's peak in flight per pod, so the baseline never queues
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class Behaviour:
 RELEASE_BEHAVIOUR: dict[str, Behaviour] = {
     "1.3.2": Behaviour(),
     "1.4.0": Behaviour(),
+    "1.4.1": Behaviour(),  # same code path; the release ships micro-batching env (see MicroBatcher)
     "1.5.0": Behaviour(ready_before_model_loaded=True),
     "1.6.0-rc1": Behaviour(derives_amount_per_txn=True),
 }
@@ -69,6 +80,20 @@ FRESHNESS = Gauge("feature_freshness_seconds", "Age of the online features used 
                   ["feature_view"])
 LOAD_SECONDS = Gauge("model_load_seconds", "Time the model took to load")
 LOADED = Gauge("model_loaded", "1 once the model is loaded and serving")
+QUEUE_WAIT = Histogram("inference_queue_wait_seconds",
+                       "Time a request waited for an inference slot (MAX_CONCURRENT_REQUESTS)",
+                       buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+IN_FLIGHT = Gauge("inference_requests_in_flight", "Requests holding an inference slot now")
+QUEUED = Gauge("inference_requests_queued", "Requests waiting for an inference slot now")
+BATCH_SIZE = Histogram("inference_batch_size", "Requests per forward pass",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH_WAIT = Histogram("inference_batch_wait_seconds",
+                       "Time a request waited in the batcher for its forward pass to start",
+                       buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+MAX_CONCURRENT = Gauge("inference_max_concurrent_requests", "Configured MAX_CONCURRENT_REQUESTS")
+MAX_BATCH = Gauge("inference_max_batch_size", "Configured BATCH_SIZE (1: no batching)")
+BATCH_TIMEOUT = Gauge("inference_batch_timeout_seconds",
+                      "Longest wait for a batch to fill: BATCH_TIMEOUT_MS in seconds (0 when BATCH_SIZE is 1)")
 INFO = Gauge("model_info", "The model this pod serves",
              ["name", "version", "stage", "release", "device", "transform_config_hash"])
 
@@ -120,6 +145,9 @@ class Settings:
     log_payloads: bool
     transform_override: Any
     pod: str
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    batch_size: int = 1
+    batch_timeout_ms: float = 0.0
 
     @property
     def behaviour(self) -> Behaviour:
@@ -142,7 +170,31 @@ class Settings:
             log_payloads=appkit.env_flag("LOG_PAYLOADS"),
             transform_override=appkit.env_json_or_file("TRANSFORM_CONFIG"),
             pod=os.environ.get("POD_NAME", ""),
+            max_concurrent=env_int("MAX_CONCURRENT_REQUESTS", DEFAULT_MAX_CONCURRENT, minimum=1),
+            batch_size=env_int("BATCH_SIZE", 1, minimum=1),
+            batch_timeout_ms=_env_non_negative("BATCH_TIMEOUT_MS", 0.0),
         )
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """A whole-number env knob; a bad value stops the process with one line naming it."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SystemExit(f"invalid value for env {name}: {value!r} is not a whole number") from None
+    if number < minimum:
+        raise SystemExit(f"invalid value for env {name}: {value!r} must be >= {minimum}")
+    return number
+
+
+def _env_non_negative(name: str, default: float) -> float:
+    number = appkit.env_float(name, default)
+    if number < 0:
+        raise SystemExit(f"invalid value for env {name}: {number:g} must be >= 0")
+    return number
 
 
 @dataclass
@@ -230,6 +282,54 @@ def load_model(s: Settings, slot: Slot) -> None:
 
 # ---------------------------------------------------------------- prediction
 
+class MicroBatcher:
+    """Collects rows until ``max_size`` are waiting or ``timeout`` has passed since the oldest, then runs one pass.
+
+    Why a thread of its own: the requests that share a batch each wait on a
+    Future while one forward pass serves them all, as a dynamic batcher in a
+    model server does. A batch that never fills costs every request the full
+    timeout, which is the trade-off this knob exists for.
+    """
+
+    def __init__(self, forward: Any, max_size: int, timeout: float):
+        self.forward, self.max_size, self.timeout = forward, max_size, timeout
+        self.cond = threading.Condition()
+        self.pending: list[tuple[float, np.ndarray, Future]] = []
+        threading.Thread(target=self._loop, name="micro-batcher", daemon=True).start()
+
+    def submit(self, row: np.ndarray) -> float:
+        done: Future = Future()
+        with self.cond:
+            self.pending.append((time.perf_counter(), row, done))
+            self.cond.notify()
+        return done.result()
+
+    def _next_batch(self) -> list[tuple[float, np.ndarray, Future]]:
+        with self.cond:
+            while not self.pending:
+                self.cond.wait()
+            deadline = self.pending[0][0] + self.timeout
+            while len(self.pending) < self.max_size and (left := deadline - time.perf_counter()) > 0:
+                self.cond.wait(left)
+            batch, self.pending = self.pending[:self.max_size], self.pending[self.max_size:]
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            started = time.perf_counter()
+            for queued_at, _, _ in batch:
+                BATCH_WAIT.observe(started - queued_at)
+            try:
+                probs = self.forward(np.vstack([row for _, row, _ in batch]))
+            except Exception as err:  # noqa: BLE001 - each request of the batch gets the error, as alone
+                for _, _, done in batch:
+                    done.set_exception(err)
+                continue
+            for (_, _, done), prob in zip(batch, probs):
+                done.set_result(float(prob))
+
+
 class Scorer:
     """Turns a request into a score on the (single) inference device."""
 
@@ -238,6 +338,46 @@ class Scorer:
         self.device_lock = threading.Lock()
         self.null_window: deque[frozenset[str]] = deque(maxlen=NULL_WINDOW)
         self.null_lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(s.max_concurrent)
+        self.batcher = MicroBatcher(self.forward, s.batch_size, s.batch_timeout_ms / 1000.0) \
+            if s.batch_size > 1 else None
+        MAX_CONCURRENT.set(s.max_concurrent)
+        MAX_BATCH.set(s.batch_size)
+        BATCH_TIMEOUT.set(s.batch_timeout_ms / 1000.0 if self.batcher is not None else 0.0)
+
+    def forward(self, rows: np.ndarray) -> np.ndarray:
+        """One forward pass over ``rows`` on the device: a batch costs one pass's device time."""
+        v = self.slot.version
+        assert v is not None
+        with self.device_lock:
+            started = time.perf_counter()
+            probs = v.model.predict_proba(transforms.apply(self.slot.transform, v.features, rows))
+            budget = loadtime.inference_seconds(self.slot.size_gib, self.s.device, self.s.inference_scale)
+            remaining = budget - (time.perf_counter() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+            DEVICE_TIME.labels(self.s.device).observe(time.perf_counter() - started)
+            GPU_BUSY.add(time.perf_counter() - started)  # what nvidia-smi / dcgm-exporter count as GPU time
+        BATCH_SIZE.observe(len(rows))
+        return np.atleast_1d(probs)
+
+    def infer(self, row: np.ndarray) -> float:
+        """The score of one row, once an inference slot is free (and, when batching, its batch has run)."""
+        queued_at = time.perf_counter()
+        QUEUED.inc()
+        try:
+            self.slots.acquire()
+        finally:
+            QUEUED.dec()
+        QUEUE_WAIT.observe(time.perf_counter() - queued_at)
+        IN_FLIGHT.inc()
+        try:
+            if self.batcher is not None:
+                return self.batcher.submit(row)
+            return float(self.forward(row[np.newaxis, :])[0])
+        finally:
+            IN_FLIGHT.dec()
+            self.slots.release()
 
     def features_for(self, req: PredictRequest, v: LoadedVersion) -> tuple[dict[str, float | None], dict[str, float]]:
         given = req.features.model_dump(exclude_none=True) if req.features else {}
@@ -263,16 +403,8 @@ class Scorer:
         if self.s.behaviour.derives_amount_per_txn and values.get("amount") is not None \
                 and values.get("txn_count_24h") is not None:
             values["amount_per_txn"] = float(values["amount"]) / float(values["txn_count_24h"])
-        row = np.array([[np.nan if values.get(f) is None else float(values[f]) for f in v.features]])
-        with self.device_lock:
-            started = time.perf_counter()
-            prob = float(v.model.predict_proba(transforms.apply(self.slot.transform, v.features, row))[0])
-            budget = loadtime.inference_seconds(self.slot.size_gib, self.s.device, self.s.inference_scale)
-            remaining = budget - (time.perf_counter() - started)
-            if remaining > 0:
-                time.sleep(remaining)
-            DEVICE_TIME.labels(self.s.device).observe(time.perf_counter() - started)
-            GPU_BUSY.add(time.perf_counter() - started)  # what nvidia-smi / dcgm-exporter count as GPU time
+        row = np.array([np.nan if values.get(f) is None else float(values[f]) for f in v.features])
+        prob = self.infer(row)
         CONFIDENCE.observe(max(prob, 1.0 - prob))
         SCORE.observe(prob)
         threshold = float(v.card.get("threshold", 0.5))
@@ -399,7 +531,8 @@ def main() -> None:
         appkit.log("warning", "DB_PASSWORD not set; prediction log store disabled")
     appkit.log("info", "starting", release=s.release, image=s.image, model=s.model_name,
                selector=f"version {s.model_version}" if s.model_version else f"stage {s.model_stage}",
-               log_payloads=s.log_payloads)
+               log_payloads=s.log_payloads, max_concurrent_requests=s.max_concurrent, batch_size=s.batch_size,
+               batch_timeout_ms=s.batch_timeout_ms)
     LOADED.set(0)
     slot = Slot()
     threading.Thread(target=load_model, args=(s, slot), name="model-loader", daemon=True).start()

@@ -82,7 +82,8 @@ BUILTIN_FAULTS: tuple[str, ...] = (
     "break-feature-refresh", "skew-transform", "rename-upstream-field", "pin-archived-model",
     "shift-input-distribution", "release-large-model", "drop-gpu-request", "bad-canary",
     "disable-checkpointing", "leak-secret-in-env", "idle-gpu-shadow", "gpu-node-product",
-    "warning-event", "unused-configmap", "restart-container-once", "uncached-remote-dataset",
+    "warning-event", "unused-configmap", "restart-container-once", "release-batching-config",
+    "uncached-remote-dataset",
 )
 FAULT_ENTRY_POINTS = "mlops_drill.faults"
 
