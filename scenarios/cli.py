@@ -108,7 +108,9 @@ def _check(file: Path) -> str:
     from mlops_drill.scenarios.variants import variant_count
 
     variants = f", {variant_count(sc)} variants" if sc.parameters else ""
-    return f"{sc.id}: {len(sc.faults)} fault(s) {', '.join(f.name for f in sc.faults)}, {len(sc.steps)} steps{variants}"
+    herrings = f" ({len(sc.red_herrings)} red herring(s))" if sc.red_herrings else ""
+    return (f"{sc.id}: {len(sc.faults)} fault(s) {', '.join(f.name for f in sc.faults)}{herrings}, "
+            f"{len(sc.steps)} steps{variants}")
 
 
 @scenario_app.command("selftest")
