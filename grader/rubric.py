@@ -258,7 +258,7 @@ def outcome(f: Facts) -> Outcome:
 
 def blind_changes(f: Facts) -> list[int]:
     """Indices of changes made before any evidence of the cause."""
-    return [i for i in f.mutations if not f.evidence_before(i)]
+    return [i for i in f.mutations if f.change_is_blind(i)]
 
 
 def blind_change_points(f: Facts) -> list[tuple[int, float, str]]:
@@ -267,7 +267,7 @@ def blind_change_points(f: Facts) -> list[tuple[int, float, str]]:
     spent = 0.0
     stray = set(f.stray_changes)
     for i in f.applied:
-        if f.evidence_before(i):
+        if not f.change_is_blind(i):
             continue
         points = BLIND_STRAY_POINTS if i in stray else BLIND_FIX_POINTS
         points = min(points, BLIND_MAX - spent)

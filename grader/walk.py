@@ -62,6 +62,7 @@ class Facts:
     herrings_examined: dict[str, int] = field(default_factory=dict)  # red herring -> first look at it
     herrings_touched: dict[str, int] = field(default_factory=dict)   # red herring -> first change to it
     red_herring_deductions: list[Deduction] = field(default_factory=list)
+    change_incident: dict[int, str] = field(default_factory=dict)  # change -> the incident its step belongs to
 
     @property
     def synthetic_times(self) -> bool:
@@ -75,9 +76,15 @@ class Facts:
     def rel(self, action: Action) -> float:
         return round(action.ts - self.start, 3)
 
-    def evidence_before(self, index: int) -> bool:
-        """Whether some evidence of the cause was gathered before action ``index``."""
-        return any(self.done.get(s, index + 1) < index for s in sorted(self.plan.evidence))
+    def evidence_before(self, index: int, incident: str | None = None) -> bool:
+        """Whether some evidence of the cause (of ``incident``'s cause, in a compound of several) was gathered
+        before action ``index``."""
+        return any(self.done.get(s, index + 1) < index for s in sorted(self.plan.evidence)
+                   if incident is None or self.plan.by_id[s].incident in (None, incident))
+
+    def change_is_blind(self, index: int) -> bool:
+        """A change made before evidence of the cause it addresses (any cause, for a change no step makes)."""
+        return not self.evidence_before(index, self.change_incident.get(index))
 
 
 def walk(events: list[Event], scenario: Scenario, plan: Plan) -> Facts:
@@ -169,7 +176,9 @@ class _Walker:
                 plan.matching(cmd),
                 tuple(ap for ap in f.scenario.anti_patterns if ap.matches(cmd)),
                 plan.is_symptom_probe(cmd),
-                tuple(h for h in f.scenario.red_herrings if matches_any(h.rule_out, cmd)),
+                # A look across every namespace is what any answer types; ruling a herring out takes a look at it.
+                tuple(h for h in f.scenario.red_herrings
+                      if not getattr(cmd, "all_namespaces", False) and matches_any(h.rule_out, cmd)),
                 tuple(h for h in f.scenario.red_herrings if matches_any(h.touch, cmd)))
         candidates, aps, is_symptom, examines, touches = hit
         notes: list[str] = []
@@ -182,20 +191,23 @@ class _Walker:
         sid, new = assign_step(plan, candidates, f.done)
         if mutation:
             f.mutations.append(idx)
+            step_incident = plan.by_id[sid].incident if sid else None
+            if step_incident:
+                f.change_incident[idx] = step_incident
             if not failed and not plan.is_bookkeeping(sid):
                 f.applied.append(idx)
                 if sid is None:
                     f.stray_changes.append(idx)
                     notes.append("a change no step of a senior answer makes")
-            if not f.evidence_before(idx):
+            if f.change_is_blind(idx):
                 notes.append("mutation before any evidence of the cause")
             if not f.symptom_idx:
                 notes.append("changed the system before reproducing the symptom")
 
         if mutation and not failed:
             self._touched(idx, act, touches, notes)
-        elif not mutation:
-            examines = self._examined(idx, examines, notes)
+        # Only a look that answered rules anything out, and only the first look at a herring is not waste.
+        examines = self._examined(idx, examines, notes) if not mutation and not failed else ()
 
         status: str
         if sid is None and examines and not mutation:
@@ -247,12 +259,16 @@ class _Walker:
             reason=step.reason if step else None, mutation=mutation, notes=notes))
 
     def _examined(self, idx: int, herrings: tuple, notes: list[str]) -> tuple:
-        """Record the first look at each red herring; the herrings this command looks at."""
-        for h in herrings:
-            if h.id not in self.f.herrings_examined:
-                self.f.herrings_examined[h.id] = idx
-                notes.append(f"rules out a red herring: {h.signal} - {h.reason}")
-        return herrings
+        """Record the first look at each red herring; the herrings this command is the first look at.
+
+        Why only the first: a second look at the same harmless fact is as redundant as any repeat, and
+        counting it as a look would make every probing command that matches a herring free.
+        """
+        first = tuple(h for h in herrings if h.id not in self.f.herrings_examined)
+        for h in first:
+            self.f.herrings_examined[h.id] = idx
+            notes.append(f"rules out a red herring: {h.signal} - {h.reason}")
+        return first
 
     def _touched(self, idx: int, act: Action, herrings: tuple, notes: list[str]) -> None:
         """A change that took effect on a harmless fact: penalised once per herring."""

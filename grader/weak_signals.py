@@ -27,14 +27,17 @@ _NO_PROBLEM = re.compile(
     re.IGNORECASE)
 # Words that call the system healthy, and words that name something broken.
 _HEALTHY_WORD = re.compile(
-    r"\b(?:healthy|fine|ok|okay|normal|nominal|stable|working|green|200)\b", re.IGNORECASE)
+    r"\b(?:healthy|fine|ok|okay|normal|nominal|working|green|200"
+    # "stable" as in "the stable release 1.4.0" names a release, not the system's health
+    r"|stable(?!\s+(?:v?\d|release\w*|version\w*|build\w*|image\w*|tag\w*|track|channel|deploy\w*|pods?\b|replica\w*)))\b",
+    re.IGNORECASE)
 _PROBLEM_WORD = re.compile(
     r"\b(?:wrong|broken|bad|fail\w*|missing|miss|stale|old|outdated|drift\w*|skew\w*|pending"
     r"|crash\w*|error\w*|regress\w*|mismatch\w*|lost|loses|leak\w*|unhealthy|degraded|slow\w*"
     r"|latency\s+spike|spike|timeout|timed\s+out|oom\w*|evict\w*|taint\w*|toleration\w*"
     r"|insufficient|exhaust\w*|cold[- ]start|fallback|downgrad\w*|rollback|rolled\s+back"
     r"|revert\w*|incorrect|invalid|corrupt\w*|expired|exposed|secret|null|nan|shift\w*"
-    r"|unschedulable|cordon\w*|preempt\w*|checkpoint\w*|bug\w*"
+    r"|unschedulable|cordon\w*|preempt\w*|checkpoint\w*|bug\w*|5\d\d|5xx"
     r"|not\s+(?:ready|running|serving|scheduled|updated|refreshed))\b",
     re.IGNORECASE)
 _NEGATED_HEALTHY = re.compile(

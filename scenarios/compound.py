@@ -116,7 +116,7 @@ def _merge_phases(path: Path, bases: list[dict[str, Any]]) -> list[dict[str, Any
             for step in phase["steps"]:
                 own_before = [] if step.get("unordered") else earlier
                 target["steps"].append({**step, "after": list(dict.fromkeys([*own_before, *step.get("after", [])])),
-                                        "unordered": True})
+                                        "unordered": True, "incident": step.get("incident") or b.get("id")})
             earlier = earlier + [s["id"] for s in phase["steps"] if not s.get("unordered")]
     return [phases[pid] for pid in order]
 

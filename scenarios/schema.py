@@ -289,6 +289,9 @@ class Step(_Strict):
         None, description="whether doing this step is evidence of the cause (changes made before "
                           "any such step are blind); default: required diagnosis steps outside "
                           "the first phase that are not symptom checks")
+    incident: Slug | None = Field(
+        None, description="in a compound of several incidents, the one this step belongs to (set by "
+                          "`extends`): a change for one incident needs evidence of that incident's cause")
 
     def matches(self, cmd: ParsedCommand) -> bool:
         return matches_any(self.match, cmd)

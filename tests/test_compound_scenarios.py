@@ -50,6 +50,55 @@ def test_the_base_answer_without_ruling_out_scores_less_and_fixing_the_noise_les
     assert any(d.kind == "red-herring" for d in reckless.deductions)
 
 
+@pytest.mark.parametrize("sid", sorted(COMPOUND))
+def test_the_base_answer_rules_no_herring_out_by_accident(sid: str) -> None:
+    """rule_out is a look at the herring itself, never a command every answer to the base types anyway."""
+    plain = run(CATALOGUE[sid], CATALOGUE[COMPOUND[sid]].reference_solution)
+    assert {h.id: h.treatment for h in plain.red_herrings} == {h.id: "ignored" for h in CATALOGUE[sid].red_herrings}
+
+
+def test_looks_across_all_namespaces_repeats_and_failures_rule_nothing_out() -> None:
+    sc = CATALOGUE["bad-canary-registry-restart"]
+    base = CATALOGUE["bad-canary"].reference_solution
+    broad = run(sc, [*base[:-1], "kubectl describe pods -A", "kubectl get events -A", base[-1]])
+    assert [h.treatment for h in broad.red_herrings] == ["ignored", "ignored"]
+    look = "kubectl describe pod -n registry -l app=model-registry"
+    probing = run(sc, [*base[:-1], *[look] * 12, base[-1]])
+    assert [c.status for c in probing.commands if c.line == look][:2] == ["ruled-out", "redundant"]
+    assert probing.score < run(sc, [*base[:-1], look, base[-1]]).score
+    noisy = CATALOGUE["gpu-toleration-noisy-node"]
+    wrong_ns = run(noisy, [*CATALOGUE["gpu-missing-toleration"].reference_solution[:-1],
+                           "kubectl get configmap fraud-model-batching", noisy.reference_solution[-1]])
+    assert herring_of(wrong_ns, "unused-batching-config") == "ignored"
+
+
+def herring_of(graded, hid: str) -> str:
+    return next(h.treatment for h in graded.red_herrings if h.id == hid)
+
+
+@pytest.mark.parametrize("delete", ["kubectl delete configmap -n serving -l app=fraud-model",
+                                    "kubectl delete cm --all -n serving",
+                                    "kubectl delete -n serving -f batching.yaml"])
+def test_deleting_the_herring_in_bulk_is_touching_it(delete: str) -> None:
+    sc = CATALOGUE["gpu-toleration-noisy-node"]
+    lines = sc.reference_solution
+    graded = run(sc, [*lines[:-1], delete, lines[-1]])
+    assert herring_of(graded, "unused-batching-config") == "touched"
+    assert any(d.kind == "red-herring" for d in graded.deductions)
+
+
+def test_in_two_incidents_a_change_needs_evidence_of_its_own_incidents_cause() -> None:
+    """Evidence of the canary does not excuse re-creating the training Job blind."""
+    lines = DOUBLE.reference_solution
+    canary, training, diagnosis = lines[:11], lines[11:-1], lines[-1]
+    fix_at = next(i for i, line in enumerate(training) if line.startswith("kubectl replace"))
+    blind = [*canary, training[fix_at - 1], training[fix_at], *training[:fix_at - 1], *training[fix_at + 1:],
+             diagnosis]
+    graded = run(DOUBLE, blind)
+    assert any(d.kind == "blind-change" for d in graded.deductions), graded.deductions
+    assert graded.score < run(DOUBLE, lines).score - 15
+
+
 def test_two_incidents_need_both_fixed_and_both_named() -> None:
     lines = DOUBLE.reference_solution
     canary_half = lines[:11]

@@ -155,6 +155,7 @@ def test_a_change_made_from_a_saved_file_is_read_as_the_saved_object() -> None:
     "The endpoint returns 200 so the model is fine",
     "everything looks good, false alarm",
     "No issue found with the deployment",
+    "the system is stable, nothing to fix",
 ])
 def test_healthy_claims_are_weak_signals(text: str) -> None:
     assert claims_healthy(text) and [s.id for s in weak_signals(text)] == [HEALTHY]
@@ -165,6 +166,8 @@ def test_healthy_claims_are_weak_signals(text: str) -> None:
     "the pods are not healthy",
     "GPU node taint, the toleration is missing",
     "scaled up replicas, needed more capacity",
+    "scaled the canary to 0, stable 1.4.0 serves alone",  # a release named "stable" is not a health claim
+    "the new release answers 500 for accounts without recent transactions",
 ])
 def test_honest_claims_are_not_healthy_claims(text: str) -> None:
     assert not claims_healthy(text)
