@@ -151,8 +151,12 @@ def start(ctx: DrillContext, scenario_id: str, seed: int | None = None) -> Start
                       candidate_kubeconfig=str(baseline.candidate_kubeconfig_path(ctx)),
                       seed=sc.variant.seed if sc.variant else None,
                       values=sc.variant.values if sc.variant else {})
+    # The incident first, then its noise: a harmless fact placed while the real faults still roll out (a
+    # registry restarting as the canary starts and asks it for its model) could stop being harmless.
+    rounds = [[f for f, spec in zip(faults, sc.faults) if spec.red_herring is None],
+              [f for f, spec in zip(faults, sc.faults) if spec.red_herring is not None]]
     try:
-        _inject_and_wait(ctx, scenario_id, faults, seconds)
+        _inject_and_wait(ctx, scenario_id, [r for r in rounds if r], seconds)
     except Exception as exc:
         raise _undo_failed_start(ctx, session, exc) from None
     except BaseException:  # an interrupt (Ctrl-C, SIGTERM): no long reset now, but `reset` must know the faults
@@ -173,20 +177,24 @@ def _keep(ctx: DrillContext, session: Session) -> None:
     _save(ctx, session)
 
 
-def _inject_and_wait(ctx: DrillContext, scenario_id: str, faults: list, seconds: dict[str, float]) -> None:
+def _inject_and_wait(ctx: DrillContext, scenario_id: str, rounds: list[list], seconds: dict[str, float]) -> None:
+    """Apply each round's faults, then wait until each one's symptom shows, before the next round."""
     t0 = time.monotonic()
-    for fault in faults:
-        fault.apply(ctx)
-    seconds["inject"] = time.monotonic() - t0
-    deadline = time.monotonic() + SYMPTOM_TIMEOUT_S
-    pending = list(faults)
-    while pending:
-        pending = [f for f in pending if not f.verify_applied(ctx)]
-        if pending and time.monotonic() > deadline:
-            raise DrillError(f"scenario {scenario_id}: symptom of {pending[0].name} not observable after "
-                             f"{SYMPTOM_TIMEOUT_S:.0f}s")
-        if pending:
-            time.sleep(0.1)
+    seconds["inject"] = 0.0
+    for faults in rounds:
+        t_apply = time.monotonic()
+        for fault in faults:
+            fault.apply(ctx)
+        seconds["inject"] += time.monotonic() - t_apply
+        deadline = time.monotonic() + SYMPTOM_TIMEOUT_S
+        pending = list(faults)
+        while pending:
+            pending = [f for f in pending if not f.verify_applied(ctx)]
+            if pending and time.monotonic() > deadline:
+                raise DrillError(f"scenario {scenario_id}: symptom of {pending[0].name} not observable after "
+                                 f"{SYMPTOM_TIMEOUT_S:.0f}s")
+            if pending:
+                time.sleep(0.1)
     seconds["symptom"] = time.monotonic() - t0
 
 

@@ -32,7 +32,7 @@ MAX_DEPTH = 4
 
 
 def resolve(path: Path, data: dict[str, Any], read: Callable[[Path], dict[str, Any]],
-            depth: int = 0) -> dict[str, Any]:
+            chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """``data`` with its ``extends`` merged in (recursively); ``read`` parses another scenario file."""
     ref = data.get("extends")
     if ref is None:
@@ -40,14 +40,21 @@ def resolve(path: Path, data: dict[str, Any], read: Callable[[Path], dict[str, A
     names = [ref] if isinstance(ref, str) else ref
     if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
         raise DrillError(f"{path}: extends: expected a scenario id or a list of scenario ids")
-    if depth >= MAX_DEPTH:
-        raise DrillError(f"{path}: extends: more than {MAX_DEPTH} levels deep (a cycle?)")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice:
+        raise DrillError(f"{path}: extends: {twice!r} is named twice")
+    chain = (*chain, path.resolve())
+    if len(chain) > MAX_DEPTH:
+        raise DrillError(f"{path}: extends: more than {MAX_DEPTH} levels deep")
     bases = []
     for name in names:
         base_path = _find(path, name)
         if base_path.resolve() == path.resolve():
             raise DrillError(f"{path}: extends: a scenario cannot extend itself")
-        bases.append(resolve(base_path, read(base_path), read, depth + 1))
+        if base_path.resolve() in chain:
+            loop = " -> ".join(p.stem for p in (*chain, base_path.resolve()))
+            raise DrillError(f"{chain[0]}: extends: cycle {loop}")
+        bases.append(resolve(base_path, read(base_path), read, chain))
     own = {k: v for k, v in data.items() if k != "extends"}
     if len(bases) == 1:
         merged = copy.deepcopy(bases[0])
@@ -57,6 +64,7 @@ def resolve(path: Path, data: dict[str, Any], read: Callable[[Path], dict[str, A
         missing = [k for k in OWN_KEYS if k not in own]
         if missing:
             raise DrillError(f"{path}: extends several scenarios, so it needs its own {', '.join(missing)}")
+        _refuse_shared_ids(path, names, bases)
         merged = _combine(path, bases)
         merged["faults"] = [*merged["faults"], *own.pop("faults", [])]
     merged.update(own)
@@ -98,6 +106,19 @@ def _combine(path: Path, bases: list[dict[str, Any]]) -> dict[str, Any]:
     if parameters:
         out["parameters"] = parameters
     return copy.deepcopy(out)
+
+
+def _refuse_shared_ids(path: Path, names: list[str], bases: list[dict[str, Any]]) -> None:
+    """Two bases that define the same step or anti-pattern id cannot be joined: say which, and what."""
+    owner: dict[tuple[str, str], str] = {}
+    for name, base in zip(names, bases):
+        ids = [("step", st["id"]) for ph in (base.get("expected") or {}).get("phases", []) for st in ph["steps"]]
+        ids += [("anti-pattern", ap["id"]) for ap in base.get("anti_patterns", [])]
+        for what, ident in ids:
+            other = owner.setdefault((what, ident), name)
+            if other != name:
+                raise DrillError(f"{path}: extends: {other} and {name} both define {what} {ident!r}; a compound "
+                                 "of several needs distinct ids (rename it in one of them)")
 
 
 def _hardness(level: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -38,14 +38,16 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as err:
         raise DrillError(_one_line(f"{path}:1:1: <file>: not UTF-8 text (byte {err.start})")) from None
     root, data = _parse_yaml(path, text)
+    place = None
     if isinstance(data, dict) and "extends" in data:  # a compound incident: its bases merged in first
         from mlops_drill.scenarios.compound import resolve
 
         data = resolve(path, data, _read_data)
+        place = _compound_place(path, root)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        raise DrillError(_describe(path, root, err)) from None
+        raise DrillError(_describe(path, root, err, place)) from None
     _check_variants(path, root, scenario)
     return scenario
 
@@ -246,18 +248,43 @@ def _error_loc(error: dict[str, Any]) -> Loc:
     return tuple(error["loc"])
 
 
-def _describe(path: Path, root: Node | None, err: ValidationError) -> str:
+Place = Callable[[Loc], tuple[Path, "Node | None", Loc]]
+
+
+def _compound_place(path: Path, root: Node | None) -> Place:
+    """Where a problem in a compound's merged data was written: a fault sits at another index of the
+    file, or in a base's file; everything else is the file's own or the merge's."""
+    from mlops_drill.scenarios.compound import fault_origin
+
+    def place(loc: Loc) -> tuple[Path, Node | None, Loc]:
+        if len(loc) > 1 and loc[0] == "faults" and isinstance(loc[1], int):
+            where, at = fault_origin(path, loc[1], _read_data)
+            if where != path:
+                try:
+                    return where, yaml.compose(where.read_text(encoding="utf-8"), Loader=_Loader), ("faults", at, *loc[2:])
+                except (OSError, yaml.YAMLError):
+                    return where, None, ("faults", at, *loc[2:])
+            return path, root, ("faults", at, *loc[2:])
+        return path, root, loc
+
+    return place
+
+
+def _describe(path: Path, root: Node | None, err: ValidationError, place: Place | None = None) -> str:
     # A misspelt key yields "unknown key" and "required field is missing" together: the
     # unknown key, with its "did you mean", is the line to fix, so it is told first.
     errors = sorted(err.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     located = []
     for error in errors:
         loc = _error_loc(error)
-        node, shown = _locate(root, loc, missing=error["type"] == "missing")
-        located.append((error, loc, node, tuple(shown)))
-    first, loc, node, shown = located[0]
+        where, where_root = path, root
+        if place is not None:
+            where, where_root, loc = place(loc)
+        node, shown = _locate(where_root, loc, missing=error["type"] == "missing")
+        located.append((error, loc, node, tuple(shown), where))
+    first, loc, node, shown, path = located[0]
     # A value that fits no member of a union yields one error per member: say them together.
-    same = [e for e in located if e[3] == shown]
+    same = [e for e in located if e[3] == shown and e[4] == path]
     problems = [_problem(e[0], e[1]) for e in same]
     messages = list(dict.fromkeys(p[0] for p in problems))
     got = next((p[1] for p in problems if p[1]), "")

@@ -138,6 +138,10 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
      "extends several scenarios, so it needs its own briefing, root_cause, reference_solution"),
     ("extends: x\nid: x\n", "extends: a scenario cannot extend itself"),
     ("extends: 3\nid: x\n", "extends: expected a scenario id or a list of scenario ids"),
+    ("extends: [bad-canary, bad-canary]\nid: x\n", "extends: 'bad-canary' is named twice"),
+    ("extends: [bad-canary, batch-concurrency-latency]\nid: x\ntitle: t\nroot_cause: r\nbriefing: b\n"
+     "reference_solution: [x]\n", "extends: bad-canary and batch-concurrency-latency both define anti-pattern "
+                                   "'restart-pods'; a compound of several needs distinct ids (rename it in one of them)"),
 ])
 def test_bad_extends_is_one_line_naming_the_file(tmp_path: Path, text: str, problem: str) -> None:
     path = _write(tmp_path, "x", text)
@@ -171,3 +175,44 @@ def test_validate_points_a_bad_param_of_an_added_fault_at_the_compound_files_lin
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"{broken}:{line_no}:") and "faults.0.params.age_minutes" in result.stderr
+
+
+def test_a_cycle_is_named(tmp_path: Path) -> None:
+    _write(tmp_path, "cyc-b", "extends: cyc-a\nid: cyc-b\n")
+    first = _write(tmp_path, "cyc-a", "extends: cyc-b\nid: cyc-a\n")
+    with pytest.raises(DrillError) as info:
+        load_scenario(first)
+    assert str(info.value) == f"{first}: extends: cycle cyc-a -> cyc-b -> cyc-a"
+
+
+def test_a_schema_error_in_an_added_fault_points_at_its_own_line(tmp_path: Path) -> None:
+    text = (catalogue_dir() / "gpu-toleration-noisy-node.yaml").read_text().replace(
+        "id: gpu-toleration-noisy-node", "id: badpen")
+    at = text.index("      penalty: 10")
+    text = text[:at] + "      penalty: 100" + text[at + len("      penalty: 10"):]
+    path = _write(tmp_path, "badpen", text)
+    line_no = next(i for i, line in enumerate(text.splitlines(), 1) if "penalty: 100" in line)
+    with pytest.raises(DrillError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}:{line_no}:7: faults.0.red_herring.penalty: "), info.value
+
+
+def test_an_error_in_an_inherited_fault_points_at_the_bases_file(tmp_path: Path) -> None:
+    base = (catalogue_dir() / "bad-canary.yaml").read_text().replace("id: bad-canary", "id: b1")
+    base = base.replace("      canary_replicas: 1", "      canary_replicas: one")
+    base_path = _write(tmp_path, "b1", base)
+    line_no = next(i for i, line in enumerate(base.splitlines(), 1) if "canary_replicas: one" in line)
+    path = _write(tmp_path, "c1", "extends: b1\nid: c1\nfaults:\n  - {name: warning-event, params: {object: node/x,"
+                                  " reason: R, message: M}, red_herring: {id: h, signal: s, reason: r, rule_out: "
+                                  "[{tool: kubectl}], touch: [{tool: kubectl}], penalty: 99}}\n")
+    with pytest.raises(DrillError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}:4:"), info.value  # the compound's own error comes first
+    ok_own = path.read_text().replace("penalty: 99", "penalty: 9")
+    path.write_text(ok_own)
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mlops_drill.cli", "scenario", "validate", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith(f"{base_path}:{line_no}:"), result.stderr

@@ -125,8 +125,14 @@ class WarningEvent(Fault):
         api_version, kind, namespaced = self._kind
         meta = target["metadata"]
         host = meta["name"] if kind == "Node" else (target.get("spec") or {}).get("nodeName")
-        last = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=p.age_minutes)
-        first = last - timedelta(minutes=p.interval_minutes * (p.count - 1))
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        # Never older than the object itself: "40m (x2 over 43m)" on a pod made five minutes ago is a tell.
+        born = _parse_time(meta.get("creationTimestamp")) or now - timedelta(days=1)
+        room = max(timedelta(0), now - born - timedelta(seconds=30))
+        span = timedelta(minutes=p.interval_minutes * (p.count - 1))
+        age = min(timedelta(minutes=p.age_minutes), max(timedelta(0), room - span))
+        last = now - age
+        first = max(last - span, born)
         # The event recorder names an Event after its object and the first sighting's UnixNano, in hex.
         nanos = int(first.timestamp()) * 10**9 + random.randrange(10**9)
         involved = {"apiVersion": api_version, "kind": kind, "name": meta["name"], "uid": meta["uid"],
@@ -178,3 +184,13 @@ class WarningEvent(Fault):
 
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """An API timestamp (``2026-12-05T03:21:04Z``) as an aware datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
