@@ -95,3 +95,13 @@ def clear_run_state(ctx: DrillContext, job: dict[str, Any]) -> None:
             except SpecError:
                 continue
             shutil.rmtree(folder)
+
+
+#: Field manager of a Job or Deployment a fault submits as a team's pipeline would: `kubectl apply --server-side`.
+PIPELINE_MANAGER = "kubectl"
+
+
+def delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
+    """Delete the Job and wait for its pods too, so no old process still writes the shared volume."""
+    ctx.kubectl("delete", "job", name, "-n", namespace, "--ignore-not-found", "--cascade=foreground",
+                "--wait=true", "--timeout=60s", timeout=90)

@@ -20,9 +20,6 @@ from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults import _workload as wl
 from mlops_drill.injector.faults._shared import inline_transaction, is_ready, pod_url
 
-#: Field manager of the canary: what `kubectl apply --server-side` from a deploy pipeline records.
-PIPELINE_MANAGER = "kubectl"
-
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -57,7 +54,7 @@ class BadCanary(Fault):
 
     def apply(self, ctx: DrillContext) -> None:
         self.applied_at = time.time()
-        ctx.apply([self.canary_manifest(ctx)], manager=PIPELINE_MANAGER)
+        ctx.apply([self.canary_manifest(ctx)], manager=wl.PIPELINE_MANAGER)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         """A Ready canary pod, so in the Service's rotation, fails an account with no recent activity.

@@ -34,8 +34,6 @@ from mlops_drill.injector.faults import _workload as wl
 from mlops_drill.injector.spot_reclaimer import SHUTDOWN_REASON
 
 DAEMON = "spot-reclaimer"
-#: Field manager of the re-created Job: a pipeline running `kubectl apply --server-side`.
-PIPELINE_MANAGER = "kubectl"
 
 
 class Params(BaseModel):
@@ -77,10 +75,10 @@ class DisableCheckpointing(Fault):
         from mlops_drill.cluster import daemons
 
         daemons.stop(DAEMON, state)
-        _delete_job(ctx, p.job, p.namespace)
+        wl.delete_job(ctx, p.job, p.namespace)
         wl.clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}=true", "--overwrite")
-        ctx.apply([self.faulty_job(ctx)], manager=PIPELINE_MANAGER)
+        ctx.apply([self.faulty_job(ctx)], manager=wl.PIPELINE_MANAGER)
         args = ["--kubeconfig", str(ctx.kubeconfig), "--namespace", p.namespace, "--job", p.job,
                 "--node", p.spot_node, "--after", str(p.preempt_after_seconds),
                 "--first-after", str(p.first_preempt_after_seconds)]
@@ -111,7 +109,7 @@ class DisableCheckpointing(Fault):
         if state is not None:
             daemons.stop(DAEMON, Path(state))
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}-", check=False)
-        _delete_job(ctx, p.job, p.namespace)
+        wl.delete_job(ctx, p.job, p.namespace)
         doc = baseline.find(ctx, "Job", p.job, p.namespace)
         wl.clear_run_state(ctx, doc)
         ctx.apply([doc])
@@ -123,8 +121,3 @@ def _state(ctx: DrillContext) -> Path:
         raise DrillError("fault disable-checkpointing: this backend keeps no local state folder for the reclaimer")
     return Path(state)
 
-
-def _delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
-    """Delete the Job and wait for its pods too, so no old process still writes the shared volume."""
-    ctx.kubectl("delete", "job", name, "-n", namespace, "--ignore-not-found", "--cascade=foreground",
-                "--wait=true", "--timeout=60s", timeout=90)

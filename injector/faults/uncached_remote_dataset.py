@@ -22,8 +22,6 @@ from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
 from mlops_drill.injector.faults import _workload as wl
 
-#: Field manager of the re-created Job: a pipeline running `kubectl apply --server-side`.
-PIPELINE_MANAGER = "kubectl"
 
 
 class Params(BaseModel):
@@ -56,9 +54,9 @@ class UncachedRemoteDataset(Fault):
     def apply(self, ctx: DrillContext) -> None:
         p = self.params
         self.applied_at = time.time()
-        _delete_job(ctx, p.job, p.namespace)
+        wl.delete_job(ctx, p.job, p.namespace)
         wl.clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
-        ctx.apply([self.faulty_job(ctx)], manager=PIPELINE_MANAGER)
+        ctx.apply([self.faulty_job(ctx)], manager=wl.PIPELINE_MANAGER)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
         """A pod of today's run has finished ``slow_epochs`` epochs, each re-reading every shard from the bucket."""
@@ -73,13 +71,8 @@ class UncachedRemoteDataset(Fault):
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
-        _delete_job(ctx, p.job, p.namespace)
+        wl.delete_job(ctx, p.job, p.namespace)
         doc = baseline.find(ctx, "Job", p.job, p.namespace)
         wl.clear_run_state(ctx, doc)
         ctx.apply([doc])
 
-
-def _delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
-    """Delete the Job and wait for its pods too, so no old process still writes the shared volume."""
-    ctx.kubectl("delete", "job", name, "-n", namespace, "--ignore-not-found", "--cascade=foreground",
-                "--wait=true", "--timeout=60s", timeout=90)
