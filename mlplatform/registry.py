@@ -198,6 +198,39 @@ class RegistryStore:
                        to_stage=stage, action=action, user=user)
             return target
 
+    def create_model(self, name: str) -> dict[str, Any]:
+        """A new registered model with no versions (a training pipeline's first registration)."""
+        with self.lock:
+            if name in self.state["models"]:
+                raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.", 400)
+            now = _now_ms()
+            model = {"name": name, "creation_timestamp": now, "last_updated_timestamp": now, "description": "",
+                     "versions": {}}
+            self.state["models"][name] = model
+            self._save()
+            return model
+
+    def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str], user: str) -> dict[str, Any]:
+        """The next version of ``name``, stage None, with the lineage tags the training run sent."""
+        with self.lock:
+            model = self.model(name)
+            number = str(max((int(v) for v in model["versions"]), default=0) + 1)
+            now = _now_ms()
+            version = {"name": name, "version": number, "creation_timestamp": now, "last_updated_timestamp": now,
+                       "current_stage": "None", "description": "", "source": source, "run_id": run_id,
+                       "status": "READY", "tags": dict(tags), "path": f"{name}/{number}", "user_id": user}
+            model["versions"][number] = version
+            model["last_updated_timestamp"] = now
+            self._save()
+            appkit.log("info", "model version created", model=name, version=number, run_id=run_id, user=user)
+            return version
+
+    def delete_model(self, name: str) -> None:
+        with self.lock:
+            self.model(name)
+            del self.state["models"][name]
+            self._save()
+
     def _save(self) -> None:
         if not self.state_path:
             return
@@ -310,6 +343,28 @@ def create_app(store: RegistryStore) -> FastAPI:
                  if all(_matches(_field(m, k, ("name",)), op, val) for k, op, val in clauses)]
         limit = int(p.get("max_results") or 100)
         return {"registered_models": [model_json(store, m) for m in sorted(found, key=lambda m: m["name"])][:limit]}
+
+    @app.post(f"{API}/registered-models/create")
+    async def create_model(request: Request) -> dict[str, Any]:
+        p = await params(request)
+        return {"registered_model": model_json(store, store.create_model(required(p, "name")))}
+
+    @app.api_route(f"{API}/registered-models/delete", methods=["POST", "DELETE"])
+    async def delete_model(request: Request) -> dict[str, Any]:
+        p = await params(request)
+        store.delete_model(required(p, "name"))
+        return {}
+
+    @app.post(f"{API}/model-versions/create")
+    async def create_version(request: Request) -> dict[str, Any]:
+        p = await params(request)
+        tags = p.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t for t in tags):
+            raise invalid("tags must be a list of {key, value} objects")
+        user = request.headers.get("x-user") or request.headers.get("x-mlflow-user") or "anonymous"
+        v = store.create_version(required(p, "name"), required(p, "source"), str(p.get("run_id") or ""),
+                                 {str(t["key"]): str(t.get("value", "")) for t in tags}, user)
+        return {"model_version": version_json(v)}
 
     @app.api_route(f"{API}/model-versions/get", methods=["GET"])
     async def get_version(request: Request) -> dict[str, Any]:

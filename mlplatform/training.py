@@ -12,9 +12,18 @@ With ``DATASET_URI`` set the epochs read the training data as shards from that
 bucket (``dataset_cache``), through a local cache when ``DATA_CACHE_DIR`` is set:
 the GPU waits while shards load, and the ledger bills the GPU for the whole
 epoch, waiting included, plus cross-region egress.
+
+A ``DATASET_URI`` of the versioned table (``gs://BUCKET/fraud/transactions/PERIOD@REF``,
+``dataset_versions``) trains on one snapshot: ``REF`` is an immutable snapshot id or
+an alias the data catalogue (``DATASET_CATALOG``) maps to one. The run logs the
+snapshot it read, its content hash (``data_version``) and row counts, and with
+``REGISTER_MODEL`` set registers its model with that lineage and its validation
+metrics in the model registry. ``RANDOM_STATE``, ``LEARNING_RATE`` and
+``HIDDEN_UNITS`` are the rest of what a rerun needs to be the same run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -34,7 +43,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from mlops_drill.cluster.gpu.activity import DeviceClock
-from mlops_drill.mlplatform import appkit, data, dataset_cache, loadtime, transforms
+from mlops_drill.mlplatform import appkit, data, dataset_cache, dataset_versions, loadtime, transforms
+from mlops_drill.mlplatform.discovery import service_url
 from mlops_drill.mlplatform.model import Adam, Model, auc, init_model, train_epoch
 
 #: Assumed list prices per H100 GPU-hour (override with PRICE_ON_DEMAND / PRICE_SPOT).
@@ -49,23 +59,35 @@ def price(capacity_type: str) -> float:
     return appkit.env_float(env, PRICE_PER_GPU_HOUR[capacity_type])
 
 
-def save_checkpoint(directory: Path, epoch: int, model: Model, opt: Adam) -> None:
-    """Atomic: a preemption mid-write leaves the previous checkpoint intact."""
+def save_checkpoint(directory: Path, epoch: int, model: Model, opt: Adam, run_key: str = "") -> None:
+    """Atomic: a preemption mid-write leaves the previous checkpoint intact.
+
+    ``run_key`` names the data and settings the state was trained with, so a
+    later run on other data does not resume from it (see ``load_checkpoint``).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"param.{k}": v for k, v in model.params.items()}
     arrays.update({f"m.{k}": v for k, v in opt.m.items()})
     arrays.update({f"v.{k}": v for k, v in opt.v.items()})
     arrays["meta"] = np.array([epoch, opt.step], dtype=np.int64)
+    if run_key:
+        arrays["run_key"] = np.array(run_key)
     tmp = directory / f".{CHECKPOINT_FILE}.tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, directory / CHECKPOINT_FILE)
 
 
-def load_checkpoint(directory: Path, arch: str) -> tuple[int, Model, Adam] | None:
+def load_checkpoint(directory: Path, arch: str, run_key: str = "") -> tuple[int, Model, Adam] | None:
+    """The saved state, or None; also None (logged) when it was trained on other data or settings."""
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
         return None
     with np.load(path) as npz:
+        saved_key = str(npz["run_key"]) if "run_key" in npz.files else ""
+        if saved_key != run_key:
+            appkit.log("warning", "checkpoint is from a run on other data or settings: starting from epoch 1",
+                       checkpoint=str(path), checkpoint_run=saved_key or None, this_run=run_key or None)
+            return None
         epoch, step = (int(x) for x in npz["meta"])
         params = {k[6:]: npz[k] for k in npz.files if k.startswith("param.")}
         opt = Adam(step=step, m={k[2:]: npz[k] for k in npz.files if k.startswith("m.")},
@@ -119,19 +141,32 @@ def main() -> int:
         appkit.log("warning", "CUDA not available, training on CPU", slowdown=loadtime.CPU_SLOWDOWN)
         epoch_seconds *= loadtime.CPU_SLOWDOWN
 
-    train = data.labelled_sample(period, 20_000, salt=900)
-    val = data.labelled_sample(period, 5_000, salt=901)
+    random_state = int(appkit.env_float("RANDOM_STATE", data.SEED))
+    learning_rate = appkit.env_float("LEARNING_RATE", Adam.lr)
+    hidden = int(appkit.env_float("HIDDEN_UNITS", 16))
+    snapshot = _snapshot()
+    if snapshot is None:
+        train = data.labelled_sample(period, 20_000, salt=900)
+        val = data.labelled_sample(period, 5_000, salt=901)
+    else:
+        train, val, period = snapshot.train, snapshot.val, snapshot.train.period
     config = transforms.fit(train.features, train.X)
     Xs, Xv = transforms.apply(config, train.features, train.X), transforms.apply(config, val.features, val.X)
 
-    dataset = _dataset(Xs, train.y)
-    start_epoch, model, opt = 0, init_model("mlp", Xs.shape[1], 16, data.SEED), Adam()
+    dataset = _dataset(Xs, train.y, None if snapshot is None else snapshot.uri)
+    settings = {"epochs": epochs, "learning_rate": learning_rate, "random_state": random_state,
+                "hidden_units": hidden}
+    # Without a snapshot the data never changes between runs: checkpoints stay as they were (no key).
+    run_key = "" if snapshot is None else ",".join(
+        [train.version_hash(), *(f"{k}={v}" for k, v in sorted(settings.items()) if k != "epochs")])
+    start_epoch, model, opt = 0, init_model("mlp", Xs.shape[1], hidden, random_state), Adam(lr=learning_rate)
     if ckpt_dir is None:
         appkit.log("warning", "no CHECKPOINT_DIR set: progress is lost if this pod is stopped")
     else:
-        restored = load_checkpoint(ckpt_dir, "mlp")
+        restored = load_checkpoint(ckpt_dir, "mlp", run_key)
         if restored:
             start_epoch, model, opt = restored
+            opt.lr = learning_rate
             appkit.log("info", "resuming from checkpoint", checkpoint=str(ckpt_dir / CHECKPOINT_FILE),
                        completed_epochs=start_epoch)
     spent_h, spent_usd = ledger.totals()
@@ -139,7 +174,8 @@ def main() -> int:
                capacity_type=capacity, price_per_gpu_hour=unit_price, devices=gpus or ["cpu"],
                data_period=period, data_version=train.version_hash(),
                gpu_hours_so_far=round(spent_h, 2), cost_usd_so_far=round(spent_usd, 2),
-               **_dataset_fields(dataset))
+               **_dataset_fields(dataset), **_without(snapshot.fields() | settings if snapshot else {},
+                                                      "data_version", "epochs"))
 
     val_auc: float | None = None
     gpu_busy = DeviceClock()  # inert without a GPU
@@ -153,7 +189,7 @@ def main() -> int:
             X_epoch, y_epoch, reads = loaded
         started = time.monotonic()
         data_seconds = started - epoch_started
-        loss = train_epoch(model, opt, X_epoch, y_epoch, batch=1024, seed=data.SEED + epoch)
+        loss = train_epoch(model, opt, X_epoch, y_epoch, batch=1024, seed=random_state + epoch)
         val_auc = auc(val.y, model.predict_proba(Xv))
         preempted = stop.wait(max(0.0, epoch_seconds - (time.monotonic() - started)))
         compute_seconds = time.monotonic() - started
@@ -161,7 +197,7 @@ def main() -> int:
         if preempted:
             return _preempted(epoch - 1, ckpt_dir)
         if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, epoch, model, opt)
+            save_checkpoint(ckpt_dir, epoch, model, opt, run_key)
         # The GPU is allocated while the loader waits too: with a dataset the epoch bills its whole wall time.
         gpu_hours = gpu_hours_per_epoch if dataset is None else \
             gpu_hours_per_epoch * (data_seconds + compute_seconds) / max(compute_seconds, 1e-9)
@@ -179,16 +215,73 @@ def main() -> int:
             return _preempted(epoch, ckpt_dir)
     total_h, total_usd = ledger.totals()
     useful_h = epochs * gpu_hours_per_epoch
+    lineage: dict[str, Any] = {}
+    if snapshot is not None:
+        if val_auc is None:  # resumed from a finished run's checkpoint: the model is that run's
+            val_auc = auc(val.y, model.predict_proba(Xv))
+        lineage = {**snapshot.fields(), **settings, "val_auc_exact": round(val_auc, 6),
+                   "transform_config_hash": transforms.config_hash(config)}
     appkit.log("info", "training finished", epochs=epochs, val_auc=None if val_auc is None else round(val_auc, 4),
                gpu_hours_total=round(total_h, 2), cost_usd_total=round(total_usd, 2),
                gpu_hours_wasted=round(max(0.0, total_h - useful_h), 2),
-               cost_usd_wasted=round(max(0.0, total_h - useful_h) * unit_price, 2), attempts=attempt)
+               cost_usd_wasted=round(max(0.0, total_h - useful_h) * unit_price, 2), attempts=attempt,
+               **_without(lineage, "epochs"))
+    name = os.environ.get("REGISTER_MODEL", "").strip()
+    if name and snapshot is not None:
+        return _register(name, lineage, val)
     return 0
 
 
-def _dataset(X: np.ndarray, y: np.ndarray) -> dataset_cache.ShardedDataset | None:
-    """The bucket the epochs read from (``DATASET_URI``), or None: the data is in memory, as before."""
+def _without(fields: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k not in keys}
+
+
+def _snapshot() -> dataset_versions.Snapshot | None:
+    """The snapshot a versioned ``DATASET_URI`` names (resolved through the catalogue), else None."""
     uri = os.environ.get("DATASET_URI", "").strip()
+    if not dataset_versions.is_versioned(uri):
+        return None
+    catalog = os.environ.get("DATASET_CATALOG", "").strip()
+    try:
+        snap = dataset_versions.open_snapshot(uri, Path(catalog) if catalog else None)
+    except dataset_versions.DatasetRefError as exc:
+        raise SystemExit(str(exc)) from None
+    if snap.alias is not None:
+        appkit.log("info", f"dataset alias '{snap.alias}' resolved to snapshot {snap.snapshot}",
+                   dataset_uri=uri, dataset_snapshot=snap.snapshot, dataset_snapshot_uri=snap.uri)
+    appkit.log("info", f"dataset snapshot {snap.snapshot} loaded", **snap.fields())
+    return snap
+
+
+def _register(name: str, lineage: dict[str, Any], val: data.Dataset) -> int:
+    """Register this run's model with its lineage and validation metrics (MLflow's create calls)."""
+    api = service_url("model-registry", "registry") + "/api/2.0/mlflow"
+    run_id = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:32]
+    tags = [{"key": k, "value": str(v)} for k, v in sorted(lineage.items())
+            if k != "val_auc_exact" and v is not None]
+    tags += [{"key": "dataset_uri", "value": os.environ.get("DATASET_URI", "").strip()},
+             {"key": "metric.val_auc", "value": str(lineage["val_auc_exact"])},
+             {"key": "metric.val_base_rate", "value": str(round(float(val.y.mean()), 6))}]
+    try:
+        try:
+            appkit.http_json("POST", f"{api}/registered-models/create", {"name": name}, timeout=10)
+        except appkit.UpstreamError as err:
+            if err.status != 400:  # RESOURCE_ALREADY_EXISTS: later versions of the same model
+                raise
+        made = appkit.http_json("POST", f"{api}/model-versions/create",
+                                {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id, "tags": tags},
+                                timeout=10)
+    except appkit.UpstreamError as err:
+        appkit.log("error", "model registration failed", model=name, url=err.url, error=err.reason)
+        return 1
+    appkit.log("info", "model registered", model=name, version=made["model_version"]["version"], run_id=run_id,
+               dataset_snapshot=lineage["dataset_snapshot"], data_version=lineage["data_version"])
+    return 0
+
+
+def _dataset(X: np.ndarray, y: np.ndarray, uri: str | None = None) -> dataset_cache.ShardedDataset | None:
+    """The bucket the epochs read from (``DATASET_URI``, or a snapshot's own URI), or None: the data is in memory."""
+    uri = uri or os.environ.get("DATASET_URI", "").strip()
     if not uri:
         return None
     cache_env = os.environ.get("DATA_CACHE_DIR", "").strip()
