@@ -48,8 +48,10 @@ def _exporter_manifests() -> tuple[dict[str, Any], ...]:
 def documents(ctx: DrillContext) -> list[dict[str, Any]]:
     from mlops_drill.mlplatform.manifests import baseline_documents
 
-    docs = baseline_documents() + [_plugin_daemonset(ctx)]
-    if ctx.backend.runs_processes:
+    docs = baseline_documents()
+    if ctx.backend.owns_gpu_plugin:
+        docs.append(_plugin_daemonset(ctx))
+    if ctx.backend.runs_processes and ctx.backend.owns_gpu_plugin:
         docs += copy.deepcopy(list(_exporter_manifests()))
     rate = ctx.backend.replay_rate()
     if rate is not None:

@@ -31,6 +31,9 @@ class Fault(abc.ABC):
     #: False where the fault changes what a seat of a shared cluster does not have a copy of its own
     #: (the GPU inventory and device-plugin state the shared node agent keeps).
     seat_ready: ClassVar[bool] = True
+    #: False where the fault changes a node or takes its capacity (labels, spot shutdowns, GPUs held):
+    #: seats of an existing cluster share its real nodes, so there it would reach every seat.
+    shared_nodes_ready: ClassVar[bool] = True
 
     @classmethod
     def seat_ready_with(cls, params: dict[str, Any]) -> bool:
@@ -74,9 +77,18 @@ class Fault(abc.ABC):
         """
 
 
-def seat_blockers(faults) -> list[str]:
-    """Names of ``faults`` (a scenario's) that a seat of a shared cluster cannot take (``seat_ready``)."""
-    return [f.name for f in faults if f.name in REGISTRY and not REGISTRY[f.name].seat_ready_with(f.params)]
+def seat_blockers(faults, shared_nodes: bool = False) -> list[str]:
+    """Names of ``faults`` (a scenario's) that a seat of a shared cluster cannot take (``seat_ready``).
+
+    ``shared_nodes``: the seats share the cluster's real nodes (an existing or kind cluster) instead of
+    having nodes of their own, so a fault that acts on a node is refused too.
+    """
+    import mlops_drill.injector.faults  # noqa: F401  (the registry: a fresh drill server had none yet)
+
+    def blocked(cls, params) -> bool:
+        return not cls.seat_ready_with(params) or (shared_nodes and not cls.shared_nodes_ready)
+
+    return [f.name for f in faults if f.name in REGISTRY and blocked(REGISTRY[f.name], f.params)]
 
 
 def load_plugin_faults() -> None:

@@ -4,7 +4,8 @@
 2. the ``MLOPS_DRILL_SERVICES`` table the process kubelet keeps current
    (``{"<namespace>/<service>": "127.0.0.1:<port>"}``), in the pod's own seat of a
    shared cluster when its namespace carries a seat prefix;
-3. cluster DNS, ``http://<name>.<namespace>.svc.cluster.local``.
+3. cluster DNS, ``http://<name>.<namespace>.svc.cluster.local``, the namespace
+   with the pod's seat prefix (seats of an existing cluster run on real kubelets).
 
 The table is re-read whenever its file changes, because Services come and go
 while an app runs (a fault may delete one; a fix brings it back).
@@ -30,14 +31,37 @@ def service_url(name: str, namespace: str) -> str:
     explicit = os.environ.get(env_var_name(name))
     if explicit:
         return explicit.rstrip("/")
+    # A seat of a shared cluster finds its own copy of the service: same prefix as this pod's namespace.
+    seat = namespace_prefix(own_namespace())
     table_path = os.environ.get("MLOPS_DRILL_SERVICES")
     if table_path:
-        # A seat of a shared cluster finds its own copy of the service: same prefix as this pod's namespace.
-        seat = namespace_prefix(os.environ.get("POD_NAMESPACE", ""))
         address = _table(table_path).get(f"{seat}{namespace}/{name}")
         if address:
             return address if "://" in address else f"http://{address}"
-    return f"http://{name}.{namespace}.svc.cluster.local"
+    return f"http://{name}.{seat}{namespace}.svc.cluster.local"
+
+
+def own_namespace(resolv_conf: str = "/etc/resolv.conf") -> str:
+    """The pod's namespace: ``POD_NAMESPACE`` (the process kubelet sets it), else the first DNS search domain.
+
+    Why resolv.conf: a kubelet writes ``search <namespace>.svc.cluster.local ...`` into every
+    ClusterFirst pod, so a container of a real cluster knows its namespace without the
+    downward API or a service-account token mounted.
+    """
+    explicit = os.environ.get("POD_NAMESPACE")
+    if explicit is not None:
+        return explicit
+    try:
+        lines = Path(resolv_conf).read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["search"]:
+            for domain in words[1:]:
+                if domain.endswith(".svc.cluster.local") and domain.count(".") == 3:
+                    return domain.split(".", 1)[0]
+    return ""
 
 
 def _table(path: str) -> dict[str, str]:

@@ -75,6 +75,24 @@ def test_discovery_prefers_env_then_table_then_dns(monkeypatch: pytest.MonkeyPat
     assert discovery.service_url("model-registry", "registry") == "http://127.0.0.1:9"
 
 
+def test_a_seat_pod_on_real_kubelets_finds_its_own_seats_services(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """On kind, a seat's pod has no POD_NAMESPACE: its namespace (and so its seat) comes from resolv.conf."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search s-ab12cd-2--serving.svc.cluster.local svc.cluster.local cluster.local\n"
+                      "nameserver 10.96.0.10\noptions ndots:5\n")
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert discovery.own_namespace(str(resolv)) == "s-ab12cd-2--serving"
+    resolv.write_text("nameserver 10.96.0.10\n")
+    assert discovery.own_namespace(str(resolv)) == ""
+    assert discovery.own_namespace(str(tmp_path / "absent")) == ""
+    monkeypatch.delenv("FEATURE_STORE_URL", raising=False)
+    monkeypatch.delenv("MLOPS_DRILL_SERVICES", raising=False)
+    monkeypatch.setenv("POD_NAMESPACE", "s-ab12cd-2--serving")
+    assert discovery.service_url("feature-store", "features") == \
+        "http://feature-store.s-ab12cd-2--features.svc.cluster.local"
+
+
 def test_load_time_follows_the_h100_figures() -> None:
     f = loadtime.figures()
     assert loadtime.h2d_copy_seconds(8, pinned=False) == pytest.approx(f["h2d_pageable_8GiB_s"])

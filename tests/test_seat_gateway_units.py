@@ -160,3 +160,47 @@ def test_protobuf_bodies_get_the_seats_namespace_and_keep_everything_else():
     assert (P + "gpu-node-0").encode() in out and (P + "serving").encode() in out
     with pytest.raises(ValueError):
         pb.rewrite_body(b"{}", "jobs", ROUTE.ns, str)
+
+
+# -- seats of an existing cluster: the cluster's own nodes, shared ---------------------------------
+SHARED = Route(prefix=P, admin_token="a", candidate_token="c", shared_nodes=True)
+
+
+def test_on_shared_nodes_node_names_pass_unchanged_and_namespaces_still_carry_the_seat():
+    assert rewrite_path("/api/v1/nodes/gpu-node-0", SHARED)[0] == "/api/v1/nodes/gpu-node-0"
+    assert rewrite_path("/api/v1/namespaces/serving/pods", SHARED)[0] == f"/api/v1/namespaces/{P}serving/pods"
+    assert rewrite_query("fieldSelector=spec.nodeName%3Dgpu-node-1", SHARED, "pods") == \
+        "fieldSelector=spec.nodeName%3Dgpu-node-1"
+    pod = rewrite_body({"kind": "Pod", "metadata": {"name": "p", "namespace": "serving"},
+                        "spec": {"nodeName": "gpu-node-1"}}, SHARED)
+    assert pod["metadata"]["namespace"] == P + "serving" and pod["spec"]["nodeName"] == "gpu-node-1"
+
+
+def test_on_shared_nodes_no_seat_placement_is_added():
+    ds = rewrite_body({"kind": "DaemonSet", "metadata": {"name": "d", "namespace": "gpu-operator"},
+                       "spec": {"template": {"spec": {"nodeSelector": {"pool": "gpu"}}}}}, SHARED)
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "gpu"}
+    ns = rewrite_body({"kind": "Namespace", "metadata": {"name": "serving"}}, SHARED)
+    assert ns["metadata"] == {"name": P + "serving"}
+
+
+def test_on_shared_nodes_a_seat_lists_the_clusters_nodes_but_no_seats_nodes():
+    nodes = {"kind": "NodeList", "items": [{"metadata": {"name": n}} for n in
+                                           ("gpu-node-0", "cpu-node-1", OTHER + "gpu-node-0")]}
+    listed = json.loads(rewrite_response(json.dumps(nodes).encode(), SHARED, "nodes", listing=True))
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["gpu-node-0", "cpu-node-1"]
+    mine = json.loads(rewrite_response(json.dumps(nodes).encode(), ROUTE, "nodes", listing=True))
+    assert mine["items"] == []  # a seat with nodes of its own sees only those
+
+
+def test_faults_that_act_on_a_node_are_refused_where_seats_share_nodes():
+    import mlops_drill.injector.faults  # noqa: F401  (registers every fault)
+    from mlops_drill.injector.fault import seat_blockers
+    from mlops_drill.scenarios.loader import load_catalogue
+
+    catalogue = load_catalogue()
+    assert seat_blockers(catalogue["training-no-checkpoint"].faults) == []
+    assert seat_blockers(catalogue["training-no-checkpoint"].faults, shared_nodes=True) == ["disable-checkpointing"]
+    assert seat_blockers(catalogue["gpu-insufficient-capacity"].faults, shared_nodes=True) == ["occupy-gpus"]
+    for namespaced in ("stale-feature-cache", "bad-canary", "gpu-missing-toleration", "wrong-model-version"):
+        assert seat_blockers(catalogue[namespaced].faults, shared_nodes=True) == [], namespaced

@@ -132,6 +132,11 @@ class Backend(abc.ABC):
         state = getattr(self, "state", None)
         return Path(state) if state is not None and self.runs_processes else None
 
+    @property
+    def owns_gpu_plugin(self) -> bool:
+        """True where the platform's baseline deploys the GPU device plugin (False: the cluster's own serves)."""
+        return True
+
     def cluster_namespace(self, namespace: str) -> str:
         """The name the cluster itself gives a namespace this backend shows as ``namespace``."""
         return namespace

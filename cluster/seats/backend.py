@@ -6,10 +6,15 @@ endpoint runs every one of them unchanged. Only the files of the process
 kubelet (``services.json``, process records, host folders) are the shared
 cluster's, reached through :attr:`process_state` and :meth:`cluster_namespace`.
 
-A seat's nodes are real Node objects (KWOK keeps them Ready), named with the
-seat's prefix and labelled with its id; each namespace of the seat selects
-them (the API server's PodNodeSelector admission), so a seat's pods land only
-on its own nodes and take only its own GPUs.
+On the embedded cluster a seat's nodes are real Node objects (KWOK keeps them
+Ready), named with the seat's prefix and labelled with its id; each namespace of
+the seat selects them (the API server's PodNodeSelector admission), so a seat's
+pods land only on its own nodes and take only its own GPUs.
+
+On a cluster we did not make (``existing``, a kind cluster among them) the nodes
+are real kubelets: a seat cannot have its own, so seats share the cluster's nodes
+and its GPU device plugin, take only faults that stay inside their namespaces
+(``Fault.shared_nodes_ready``), and their candidates may only read nodes.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from mlops_drill.cluster.gpu.devicemanager import INVENTORY, SYSTEM_NAMESPACE
 from mlops_drill.cluster.gpu.model import new_node
 from mlops_drill.cluster.nodes import NODE_POOLS, node_manifest
 from mlops_drill.cluster.seats.gateway import Gateway, Route
-from mlops_drill.cluster.seats.names import NODE_SELECTOR_ANNOTATION, SEAT_LABEL, seat_id
+from mlops_drill.cluster.seats.names import NODE_SELECTOR_ANNOTATION, SEAT_LABEL, SEAT_NAME, seat_id
 from mlops_drill.errors import DrillError
 
 #: The namespaces a seat has before its baseline is applied: where its engine and candidate identity live.
@@ -46,14 +51,40 @@ class SeatBackend(Backend):
     # Tens of seats start side by side on two cores: at N = 50 the last few took longer than 90 s.
     platform_start_timeout = 300
 
-    def __init__(self, shared: EmbeddedBackend, route: Route, port: int, state: Path) -> None:
+    def __init__(self, shared: Backend, route: Route, port: int, state: Path, ca_file: Path | None = None) -> None:
         super().__init__(f"{shared.name}/{seat_id(route.prefix)}")
         self.shared, self.route, self.port = shared, route, port
         self.state = Path(state)
+        self.ca_file = ca_file  # the CA the gateway's endpoint is served under (None: the cluster's own)
+
+    @property
+    def shared_nodes(self) -> bool:
+        """True on a cluster of real kubelets: the seat runs on the cluster's own nodes."""
+        return self.route.shared_nodes
+
+    @property
+    def owns_gpu_plugin(self) -> bool:
+        # Shared nodes have one device plugin, the cluster's: a second per seat would re-register the GPUs.
+        return not self.shared_nodes
 
     def shared_api(self):
         """The shared cluster's own API (admin), for what is cluster-wide and not the seat's to own."""
-        return self.shared._api()
+        if isinstance(self.shared, EmbeddedBackend):
+            return self.shared._api()
+        return self._existing_api
+
+    @functools.cached_property
+    def _existing_api(self):
+        from mlops_drill.cluster import kube
+
+        return kube.api_client(self.shared.kubeconfig(), None)
+
+    def signal_container(self, namespace: str, pod: str, signum: int) -> bool:
+        return self.shared_nodes and self.shared.signal_container(self.cluster_namespace(namespace), pod, signum)
+
+    def prepare_images(self, images: list[str]) -> None:
+        if self.shared_nodes:
+            self.shared.prepare_images(images)
 
     # -- what the engine reaches ---------------------------------------------------------------
     @property
@@ -63,8 +94,10 @@ class SeatBackend(Backend):
     @functools.cached_property
     def _kubeconfig_text(self) -> str:
         """Made once: ``kubeconfig()`` is asked for on every kubectl call of the engine."""
-        cfg = yaml.safe_load(self.shared.kubeconfig().read_text())
-        ca_file = Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
+        ca_file = self.ca_file
+        if ca_file is None:
+            cfg = yaml.safe_load(self.shared.kubeconfig().read_text())
+            ca_file = Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
         return kubeconfig_text(self.server, ca_file, self.route.admin_token, "seat-admin", "default")
 
     def kubeconfig(self) -> Path:
@@ -78,11 +111,11 @@ class SeatBackend(Backend):
 
     @property
     def runs_processes(self) -> bool:
-        return True
+        return self.shared.runs_processes
 
     @property
     def process_state(self) -> Path | None:
-        return self.shared.state
+        return self.shared.state if self.shared.runs_processes else None
 
     def cluster_namespace(self, namespace: str) -> str:
         return self.route.ns(namespace)
@@ -101,8 +134,12 @@ class SeatBackend(Backend):
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        core = client.CoreV1Api(self.shared._api())
+        core = client.CoreV1Api(self.shared_api())
         label = seat_id(self.route.prefix)
+        if self.shared_nodes:
+            for ns in SEAT_NAMESPACES:
+                _create(core.create_namespace, {"metadata": {"name": self.route.ns(ns), "labels": {SEAT_LABEL: label}}})
+            return self.info()
         # A seat's nodes carry the products the shared cluster was made with (`cluster up --config`).
         config = saved_config(self.shared.state)
         pools = config.node_pools()
@@ -139,7 +176,7 @@ class SeatBackend(Backend):
 
         from mlops_drill.cluster.access import rbac_objects
 
-        api = self.shared._api()
+        api = self.shared_api()
         core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
         prefix = self.route.prefix
         quiet = {"_preload_content": False}
@@ -150,6 +187,8 @@ class SeatBackend(Backend):
                       "ClusterRoleBinding": rbac.delete_cluster_role_binding}.get(obj["kind"])
             if delete is not None:
                 _ignore_missing(delete, self.route.owned("clusterroles", obj["metadata"]["name"]), **quiet)
+        if self.shared_nodes:
+            return  # the nodes are the cluster's, not the seat's
         for spec in NODE_POOLS:
             _ignore_missing(core.delete_node, prefix + spec.name, **quiet)
         gone = {prefix + s.name: None for s in NODE_POOLS if s.pool == "gpu"}
@@ -164,8 +203,11 @@ class SeatBackend(Backend):
 
     def status(self) -> ClusterStatus:
         shared = self.shared.status()
-        nodes = [NodeState(n.name[len(self.route.prefix):], n.ready, n.labels) for n in shared.nodes
-                 if n.name.startswith(self.route.prefix)]
+        if self.shared_nodes:
+            nodes = [n for n in shared.nodes if not SEAT_NAME.match(n.name)]
+        else:
+            nodes = [NodeState(n.name[len(self.route.prefix):], n.ready, n.labels) for n in shared.nodes
+                     if n.name.startswith(self.route.prefix)]
         return ClusterStatus(self.info() if shared.info else None, shared.components, nodes, shared.problem)
 
 

@@ -57,14 +57,22 @@ class Route:
     candidate_token: str
     candidate_user: str = "oncall-engineer"
     candidate_namespace: str = "kube-system"
+    #: The seat uses the cluster's own nodes (an existing or kind cluster, whose kubelets are real) instead of
+    #: nodes of its own: node names pass unchanged, and the candidate may only read nodes.
+    shared_nodes: bool = False
 
     def ns(self, name: str) -> str:
         return name if name.startswith(self.prefix) else self.prefix + name
+
+    def node(self, name: str) -> str:
+        return name if self.shared_nodes else self.prefix + name
 
     def owned(self, resource: str, name: str) -> str:
         if resource in ("clusterroles", "clusterrolebindings") and (
                 name in SHARED_CLUSTER_ROLES or name.startswith("system:")):
             return name
+        if resource == "nodes":
+            return self.node(name)
         return self.prefix + name
 
 
@@ -134,7 +142,7 @@ def _rewrite_term(term: str, route: Route, resource: str | None) -> str:
     if field in _SELECTOR_NS or (field == "metadata.name" and resource == "namespaces"):
         value = route.ns(value) if value else value
     elif field in _SELECTOR_NODE or (field == "metadata.name" and resource == "nodes"):
-        value = route.prefix + value if value else value
+        value = route.node(value) if value else value
     return f"{field}{op}{value}"
 
 
@@ -152,12 +160,14 @@ def rewrite_body(doc: Any, route: Route, resource: str | None = None) -> Any:
                 raise Refused(403, "Forbidden", f'namespaces "{value}" is forbidden for this seat')
             out[key] = route.ns(value)
         elif key == "nodeName" and isinstance(value, str) and value:
-            out[key] = route.prefix + value
+            out[key] = route.node(value)
         elif key == "roleRef" and isinstance(value, dict) and value.get("kind") == "ClusterRole":
             out[key] = {**value, "name": route.owned("clusterroles", str(value.get("name", "")))}
         else:
             out[key] = rewrite_body(value, route, resource)
-    if kind == "DaemonSet" or (resource == "daemonsets" and kind is None and "spec" in out):
+    if route.shared_nodes:
+        pass  # the cluster's own nodes: no seat label to select, no node selector to add
+    elif kind == "DaemonSet" or (resource == "daemonsets" and kind is None and "spec" in out):
         # The DaemonSet controller places a pod per matching node before admission adds the seat's
         # node selector: without it in the template, a seat's DaemonSet would count every seat's nodes.
         template = (out.get("spec") or {}).get("template")
@@ -168,7 +178,7 @@ def rewrite_body(doc: Any, route: Route, resource: str | None = None) -> Any:
     plural = {v: k for k, v in _SEAT_OWNED.items()}.get(kind or "")
     if isinstance(meta, dict) and plural and isinstance(meta.get("name"), str):
         meta["name"] = route.owned(plural, meta["name"]) if plural != "namespaces" else route.ns(meta["name"])
-        if kind == "Namespace":
+        if kind == "Namespace" and not route.shared_nodes:
             annotations = meta.setdefault("annotations", {}) or {}
             annotations[NODE_SELECTOR_ANNOTATION] = f"{SEAT_LABEL}={seat_id(route.prefix)}"
             meta["annotations"] = annotations
@@ -183,7 +193,8 @@ def _keep(meta: dict, route: Route, resource: str | None) -> bool:
     name = meta.get("name") or ""
     if name.startswith(route.prefix):
         return True
-    return resource not in _STRICT and not SEAT_NAME.match(name)
+    strict = resource in _STRICT and not (route.shared_nodes and resource == "nodes")
+    return not strict and not SEAT_NAME.match(name)
 
 
 def filter_doc(doc: Any, route: Route, resource: str | None) -> Any:
@@ -303,15 +314,18 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "auth
 class Gateway:
     """All seats' endpoints, served by one asyncio loop in a background thread."""
 
-    def __init__(self, upstream: str, ca_file: Path, cert_file: Path, key_file: Path) -> None:
+    def __init__(self, upstream: str, ca_file: Path, cert_file: Path, key_file: Path,
+                 serving: tuple[Path, Path, Path] | None = None) -> None:
         parsed = urlsplit(upstream)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 443
         self.ssl = ssl.create_default_context(cafile=str(ca_file))
         self.ssl.load_cert_chain(str(cert_file), str(key_file))
-        # kubectl sends no bearer token over plain http, so seats are served over TLS too, with the
-        # API server's own serving certificate (kwokctl's, valid for 127.0.0.1 and signed by its CA).
+        # kubectl sends no bearer token over plain http, so seats are served over TLS too: on the embedded
+        # cluster with kwokctl's certificate (valid for 127.0.0.1 and signed by its CA); elsewhere with
+        # ``serving`` (certificate, key, the CA a seat's kubeconfig trusts), made for 127.0.0.1.
+        serving_cert, serving_key, self.serving_ca = serving or (cert_file, key_file, ca_file)
         self.serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.serving.load_cert_chain(str(cert_file), str(key_file))
+        self.serving.load_cert_chain(str(serving_cert), str(serving_key))
         self.serving.set_alpn_protocols(["http/1.1"])
         self.loop = asyncio.new_event_loop()
         self.servers: dict[str, asyncio.base_events.Server] = {}
@@ -321,11 +335,21 @@ class Gateway:
         self._thread.start()
 
     @classmethod
-    def for_kubeconfig(cls, kubeconfig: Path) -> "Gateway":
+    def for_kubeconfig(cls, kubeconfig: Path, own_tls: Path | None = None) -> "Gateway":
+        """The gateway in front of the cluster ``kubeconfig`` reaches as its admin.
+
+        ``own_tls``: a folder where the gateway keeps its own serving certificate and the
+        kubeconfig's inline credentials as files (an existing cluster's flattened kubeconfig).
+        """
         cfg = yaml.safe_load(Path(kubeconfig).read_text())
         cluster, user = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]
-        return cls(cluster["server"], Path(cluster["certificate-authority"]),
-                   Path(user["client-certificate"]), Path(user["client-key"]))
+        if own_tls is None:
+            return cls(cluster["server"], Path(cluster["certificate-authority"]),
+                       Path(user["client-certificate"]), Path(user["client-key"]))
+        from mlops_drill.cluster.seats.tls import credential_files, serving_certificate
+
+        ca, cert, key = credential_files(kubeconfig, cluster, user, own_tls)
+        return cls(cluster["server"], ca, cert, key, serving=serving_certificate(own_tls))
 
     def _call(self, coro: Awaitable) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -417,6 +441,9 @@ class Gateway:
         identity = self._identity(route, headers)
         split_target = urlsplit(target)
         path, resource, about = rewrite_path(split_target.path, route)
+        if identity and route.shared_nodes and about == "nodes" and method not in ("GET", "HEAD"):
+            # Every seat of the drill schedules on these nodes: a cordon or a taint here would reach them all.
+            raise Refused(403, "Forbidden", "nodes are shared by every seat of this drill: read-only here")
         query = rewrite_query(split_target.query, route, resource)
         params = dict(parse_qsl(split_target.query))
         streaming = params.get("watch") in ("true", "1") or params.get("follow") in ("true", "1")
@@ -424,7 +451,7 @@ class Gateway:
         content_type = (_header(headers, "content-type") or "").lower()
         if body and "protobuf" in content_type:
             try:
-                body = protobuf.rewrite_body(body, resource, route.ns, lambda node: route.prefix + node)
+                body = protobuf.rewrite_body(body, resource, route.ns, route.node)
             except ValueError as exc:
                 raise Refused(400, "BadRequest", f"protobuf body not understood: {exc}") from None
         elif body and method in ("POST", "PUT", "PATCH"):

@@ -52,6 +52,7 @@ class Params(BaseModel):
 
 class DisableCheckpointing(Fault):
     name = "disable-checkpointing"
+    shared_nodes_ready = False  # labels the spot node and shuts its training pods down
     Params = Params
     description = "fraud-train re-created without CHECKPOINT_DIR on a spot node that keeps reclaiming its pod"
 

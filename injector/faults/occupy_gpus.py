@@ -85,6 +85,7 @@ def backfill_job(name: str, namespace: str, shards: int, image: str) -> dict:
 
 class OccupyGpus(Fault):
     name = "occupy-gpus"
+    shared_nodes_ready = False  # holds the GPUs of real nodes every seat schedules on
     Params = Params
 
     def _victim(self) -> str:

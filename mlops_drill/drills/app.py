@@ -68,13 +68,16 @@ def _bearer(request: Request) -> str | None:
 
 
 def create_app(state_dir: Path, instructor_token: str | None = None, parallel: int = 1,
-               shared_parallel: int = 4) -> FastAPI:
+               shared_parallel: int = 4, shared_kubeconfig: Path | None = None) -> FastAPI:
     """The app over drills kept in ``state_dir``.
 
     ``parallel`` seat clusters start at once; ``shared_parallel`` seats of the
     shared cluster (a seat there is mostly waiting for its platform to start).
+    ``shared_kubeconfig``: the shared cluster is that existing one, not an embedded one.
     """
     store = DrillStore(Path(state_dir))
+    if shared_kubeconfig is not None:
+        seats.SHARED.kubeconfig = str(shared_kubeconfig)
     if any(d.isolation == "namespaces" and d.state != "stopped" for d in store.drills.values()):
         threading.Thread(target=seats.restore_routes, args=(store,), name="restore-seats", daemon=True).start()
     token = instructor_token or secrets.token_urlsafe(24)
@@ -128,7 +131,11 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
         if body.isolation == "namespaces":
             from mlops_drill.injector.fault import seat_blockers
 
-            own = seat_blockers(scenario.faults)
+            own = seat_blockers(scenario.faults, shared_nodes=seats.SHARED.shares_nodes)
+            if own and seats.SHARED.shares_nodes:
+                raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} acts on a node or on what "
+                                         "every seat shares; the seats of this server share an existing "
+                                         "cluster's nodes, so only faults inside a seat's namespaces can run")
             if own:
                 raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} acts on what seats of a shared "
                                          "cluster have no copy of their own of (GPU node state, objects outside "

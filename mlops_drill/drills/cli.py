@@ -18,6 +18,9 @@ def serve(
     parallel: int = typer.Option(1, "--parallel", help="seat clusters started at once (1 on 2 cores)"),
     shared_parallel: int = typer.Option(4, "--shared-parallel",
                                         help="seats of the shared cluster started at once"),
+    shared_kubeconfig: Optional[Path] = typer.Option(
+        None, "--shared-kubeconfig",
+        help="seats share this existing cluster (e.g. a kind cluster) instead of an embedded one of the server's"),
 ) -> None:
     """Serve group drills: the instructor's dashboard and API, and the seats' join endpoint."""
     import uvicorn
@@ -26,8 +29,10 @@ def serve(
     from mlops_drill.drills.app import create_app
 
     token = os.environ.get(TOKEN_ENV) or None
+    if shared_kubeconfig is not None and not shared_kubeconfig.is_file():
+        raise typer.BadParameter(f"{shared_kubeconfig}: no such file", param_hint="--shared-kubeconfig")
     app = create_app(state or paths.state_dir() / "drills", instructor_token=token, parallel=parallel,
-                     shared_parallel=shared_parallel)
+                     shared_parallel=shared_parallel, shared_kubeconfig=shared_kubeconfig)
     base = f"http://{host}:{port}"
     if token is None:  # generated: shown once, never written anywhere
         print(f"instructor token: {app.state.instructor_token}", file=sys.stderr)
