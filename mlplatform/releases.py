@@ -13,6 +13,9 @@ KNOWN_RELEASES: dict[str, tuple[str, ...]] = {
     "feature-store": ("1.1.0",),
     "feature-refresh": ("1.1.0",),
     "traffic-replay": ("1.0.0",),
+    "scoring-queue": ("1.0.0",),
+    # the async batch scorer; 2.4.x and 2.5.0 are the releases an async-scoring incident rolls out
+    "scoring-worker": ("2.3.0", "2.4.0", "2.4.1", "2.5.0", "2.5.1"),
     "fraud-train": ("1.4.0",),
     "embeddings-backfill": ("0.9.1",),  # another team's GPU Job (the squatter of gpu-insufficient-capacity)
 }
@@ -23,6 +26,8 @@ BASELINE_RELEASES: dict[str, str] = {
     "feature-store": "1.1.0",
     "feature-refresh": "1.1.0",
     "traffic-replay": "1.0.0",
+    "scoring-queue": "1.0.0",
+    "scoring-worker": "2.3.0",
     "fraud-train": "1.4.0",
 }
 

@@ -9,6 +9,11 @@ really shifts the inputs the model sees. Most requests are the normal shape
 share (``RAW_FRACTION``) carries every feature inline. It starts once fraud-model
 answers, retrying with back-off meanwhile: a client never exits over an upstream
 that is still starting.
+
+Besides the online requests, the replay publishes ``ASYNC_RATE`` settled
+transactions a second (one publish a second, every feature inline, drawn from the
+same period) to queue ``transactions`` of the scoring-queue Service: the async
+scoring path that Deployment ``scoring-worker`` drains. 0 publishes nothing.
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from mlops_drill.mlplatform import appkit, data
 from mlops_drill.mlplatform.discovery import service_url
 
+PUBLISHED = Counter("traffic_async_published_total", "Transactions published to the async scoring queue",
+                    ["outcome"])
+ASYNC_QUEUE = "transactions"
 SENT = Counter("traffic_requests_total", "Replayed requests by HTTP status", ["code"])
 LATENCY = Histogram("traffic_request_duration_seconds", "Latency seen by the replay",
                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
@@ -90,10 +98,23 @@ def wait_for_model(stop: threading.Event, max_backoff: float = 2.0, log_every: f
     return False
 
 
+def settled_transaction(rng: np.random.Generator, profile: data.TransactionProfile, n: int) -> dict[str, Any]:
+    """One async scoring message: a settled transaction with every feature inline, as the ledger exports it."""
+    txn = {k: float(v[0]) for k, v in data.sample_transactions(rng, 1, profile).items()}
+    account = {k: float(v[0]) for k, v in data.sample_accounts(rng, 1).items()}
+    return {"request_id": f"txn-{n:09d}", "features": {**txn, **account}}
+
+
+def queue_url() -> str:
+    base = service_url("scoring-queue", os.environ.get("TARGET_NAMESPACE", "serving"))
+    return f"{base}/queues/{ASYNC_QUEUE}/messages"
+
+
 class Replay:
-    def __init__(self, rate: float, raw_fraction: float, seed: int):
-        self.rate, self.raw_fraction = rate, raw_fraction
+    def __init__(self, rate: float, raw_fraction: float, seed: int, async_rate: float = 0.0):
+        self.rate, self.raw_fraction, self.async_rate = rate, raw_fraction, async_rate
         self.rng = np.random.default_rng(seed)
+        self.async_rng = np.random.default_rng(seed + 1)  # its own stream: the publisher runs in a thread
         self.profile = build_profile()
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="send")
         self.stop = threading.Event()
@@ -114,11 +135,37 @@ class Replay:
         with self.lock:
             self.window.append((code, elapsed))
 
+    def publish(self) -> None:
+        """``async_rate`` transactions a second to the scoring queue, one publish a second (open loop).
+
+        A publish that fails is counted and logged (at most once a minute) and its
+        transactions dropped, as a producer without a local buffer does.
+        """
+        rng = self.async_rng
+        owed, n, next_warning = 0.0, 0, 0.0
+        while not self.stop.wait(1.0):
+            owed += self.async_rate
+            count, owed = int(owed), owed - int(owed)
+            if count == 0:
+                continue
+            batch = [{"body": settled_transaction(rng, self.profile, n + i)} for i in range(count)]
+            n += count
+            try:
+                appkit.http_json("POST", queue_url(), {"messages": batch}, timeout=5.0)
+                PUBLISHED.labels("ok").inc(count)
+            except appkit.UpstreamError as err:
+                PUBLISHED.labels("failed").inc(count)
+                if time.monotonic() >= next_warning:
+                    appkit.log("warning", "publish to the scoring queue failed", error=err.reason, dropped=count)
+                    next_warning = time.monotonic() + 60.0
+
     def run(self) -> None:
+        if self.async_rate > 0:
+            threading.Thread(target=self.publish, name="publish", daemon=True).start()
         if not wait_for_model(self.stop):
             return
-        appkit.log("info", "replay started", rate=self.rate, period=os.environ.get("REPLAY_PERIOD",
-                   data.BASELINE_PERIOD), raw_fraction=self.raw_fraction,
+        appkit.log("info", "replay started", rate=self.rate, async_rate=self.async_rate,
+                   period=os.environ.get("REPLAY_PERIOD", data.BASELINE_PERIOD), raw_fraction=self.raw_fraction,
                    overrides=sorted(appkit.env_json_or_file("TRAFFIC_OVERRIDES") or {}))
         start = time.monotonic()
         next_report = start + 10.0
@@ -173,7 +220,8 @@ def main() -> None:
     if appkit.env_float("RATE", 5.0) <= 0:
         raise SystemExit("invalid value for env RATE: must be > 0 requests per second")
     replay = Replay(rate=appkit.env_float("RATE", 5.0), raw_fraction=appkit.env_float("RAW_FRACTION", 0.1),
-                    seed=int(appkit.env_float("TRAFFIC_SEED", 1)))
+                    seed=int(appkit.env_float("TRAFFIC_SEED", 1)),
+                    async_rate=max(0.0, appkit.env_float("ASYNC_RATE", 0.0)))
     server = ThreadingHTTPServer(appkit.bind_address(), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: replay.stop.set())
