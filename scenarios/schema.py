@@ -83,7 +83,7 @@ BUILTIN_FAULTS: tuple[str, ...] = (
     "shift-input-distribution", "release-large-model", "drop-gpu-request", "bad-canary",
     "disable-checkpointing", "leak-secret-in-env", "idle-gpu-shadow", "gpu-node-product",
     "warning-event", "unused-configmap", "restart-container-once", "release-batching-config",
-    "uncached-remote-dataset", "moved-dataset-alias",
+    "uncached-remote-dataset", "moved-dataset-alias", "async-worker-release",
 )
 FAULT_ENTRY_POINTS = "mlops_drill.faults"
 
