@@ -243,10 +243,19 @@ def version_dir(root: Path, name: str, version: str) -> Path:
 
 
 def load_version(root: Path, name: str, version: str) -> LoadedVersion:
-    """Read a version's files; FileNotFoundError when the version was never built."""
+    """Read a version's files; FileNotFoundError when the version was never built and cannot be.
+
+    A version the CT pipeline registered after the artifact folder was built is
+    not in it; when the registry records how it was trained, it is trained again
+    from that record (same code, data and seed: the same bytes, checked against
+    the registered hash), as this folder was built from the seed.
+    """
     vdir = version_dir(root, name, version)
     if not (vdir / "model.json").is_file():
-        raise FileNotFoundError(f"no artifacts for {name} version {version} under {root}")
+        rebuilt = _rebuild_registered(name, str(version))
+        if rebuilt is None:
+            raise FileNotFoundError(f"no artifacts for {name} version {version} under {root}")
+        vdir = rebuilt
     card = json.loads((vdir / "model.json").read_text())
     with np.load(vdir / "weights.npz") as npz:
         params = {k: npz[k] for k in npz.files}
@@ -255,6 +264,29 @@ def load_version(root: Path, name: str, version: str) -> LoadedVersion:
         transform=json.loads((vdir / "transform.json").read_text()),
         lineage=json.loads((vdir / "lineage.json").read_text()), card=card,
         stats=json.loads((vdir / "training_stats.json").read_text()), path=vdir)
+
+
+def _rebuild_registered(name: str, version: str) -> Path | None:
+    """The folder of a registered version rebuilt from its lineage tags, or None (unknown, unreachable, or
+    registered without a training record)."""
+    from mlops_drill.mlplatform import appkit, retrain
+    from mlops_drill.mlplatform.discovery import service_url
+
+    try:
+        mv = appkit.http_json("GET", service_url("model-registry", "registry")
+                              + f"/api/2.0/mlflow/model-versions/get?name={name}&version={version}",
+                              timeout=5.0)["model_version"]
+    except (appkit.UpstreamError, KeyError):
+        return None
+    tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
+    if retrain.SPEC_TAG not in tags:
+        return None
+    # keyed by what was registered: another drill's version of the same number is another folder
+    key = hashlib.sha256((tags[retrain.SPEC_TAG] + tags.get(retrain.WEIGHTS_TAG, "")).encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / "mlops-drill-rebuilt" / key
+    if (root / name / version / "model.json").is_file():
+        return root / name / version
+    return retrain.rebuild(name, version, tags, root)
 
 
 # ---------------------------------------------------------------- byte-stable writers

@@ -35,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops_drill.cluster.gpu.activity import DeviceClock
-from mlops_drill.mlplatform import appkit, cudainit, data, loadtime, transforms
+from mlops_drill.mlplatform import appkit, cudainit, data, input_drift, loadtime, transforms
 from mlops_drill.mlplatform.artifacts import LoadedVersion, ensure_artifacts, load_version
 from mlops_drill.mlplatform.discovery import service_url
 from mlops_drill.mlplatform.model import SCORE_BUCKETS
@@ -80,6 +80,7 @@ FRESHNESS = Gauge("feature_freshness_seconds", "Age of the online features used 
                   ["feature_view"])
 LOAD_SECONDS = Gauge("model_load_seconds", "Time the model took to load")
 LOADED = Gauge("model_loaded", "1 once the model is loaded and serving")
+INPUT_DRIFT = input_drift.DriftWindow()  # feature_drift_psi{feature} against the served version's training data
 QUEUE_WAIT = Histogram("inference_queue_wait_seconds",
                        "Time a request waited for an inference slot (MAX_CONCURRENT_REQUESTS)",
                        buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
@@ -445,6 +446,7 @@ class Scorer:
                 and values.get("txn_count_24h") is not None:
             values["amount_per_txn"] = float(values["amount"]) / float(values["txn_count_24h"])
         row = np.array([np.nan if values.get(f) is None else float(values[f]) for f in v.features])
+        INPUT_DRIFT.observe(v.features, v.stats, row)
         prob = self.infer(row)
         CONFIDENCE.observe(max(prob, 1.0 - prob))
         SCORE.observe(prob)

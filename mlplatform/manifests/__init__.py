@@ -18,7 +18,7 @@ import yaml
 
 HERE = Path(__file__).parent
 #: Apply order: namespaces first, config before the workloads that read it.
-FILES = ("namespaces.yaml", "registry.yaml", "features.yaml", "serving.yaml", "training.yaml")
+FILES = ("namespaces.yaml", "registry.yaml", "features.yaml", "serving.yaml", "training.yaml", "monitoring.yaml")
 PROCESS_LABEL = "mlops-drill.dev/process"
 
 
