@@ -28,7 +28,8 @@ TABLE = "gs://fraud-datasets-us-central1/fraud/transactions/2024-09"
 def test_a_reference_names_bucket_table_period_and_ref() -> None:
     ref = dv.parse(f"{TABLE}@latest")
     assert (ref.bucket, ref.table, ref.period, ref.ref) == ("fraud-datasets-us-central1", dv.TABLE, "2024-09", "latest")
-    assert dv.is_versioned(f"{TABLE}@2024-10-04") and not dv.is_versioned("gs://fraud-datasets-us-central1/fraud/2024-09/")
+    assert dv.is_versioned(f"{TABLE}@2024-10-04")
+    assert not dv.is_versioned("gs://fraud-datasets-us-central1/fraud/2024-09/")
     for bad in ("s3://b/fraud/transactions/2024-09@latest", f"{TABLE}", "gs://b/other/2024-09@latest",
                 f"{TABLE}@"):
         with pytest.raises(dv.DatasetRefError, match=r"^invalid value for env DATASET_URI: .* \(use gs://"):
