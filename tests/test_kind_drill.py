@@ -118,8 +118,10 @@ def test_two_seats_share_the_kind_nodes_and_nothing_else(kind_drill_server, kind
     # The other seat's namespaces as the cluster names them are refused; a node write would reach every seat.
     other = f"{created['id']}-2--features"
     assert one("get", "pods", "-n", f"s-{other}").returncode != 0
-    cordon = one("cordon", "gpu-node-0")
-    assert cordon.returncode != 0 and "shared by every seat" in cordon.stderr, cordon.stderr
+    cordon = one("cordon", "gpu-node-0")  # kubectl cordon reports a refused patch on stderr and still exits 0
+    assert "shared by every seat" in cordon.stderr, cordon.stderr
+    taint = one("taint", "node", "gpu-node-1", "drill=x:NoSchedule")
+    assert taint.returncode != 0 and "shared by every seat" in taint.stderr, taint.stderr
     assert not kind_session.json("get", "node", "gpu-node-0")["spec"].get("unschedulable")
 
     # Seat 1 fixes its feature refresh; seat 2 stays broken.
