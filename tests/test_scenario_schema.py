@@ -33,8 +33,8 @@ ISSUE_20_SCENARIOS = {"gpu-allocated-idle"}  # GPU cost, evidence in dcgm-export
 COMPOUND_SCENARIOS = {"gpu-toleration-noisy-node", "bad-canary-registry-restart", "training-spot-noisy",
                       "canary-and-lost-checkpoints"}
 # Issue 19 item 3: the rest of the playbook
-PLAYBOOK_SCENARIOS = {"training-cold-cache", "batch-concurrency-latency", "training-data-version-moved",
-                      "async-scoring-backlog"}
+PLAYBOOK_SCENARIOS = {"training-cold-cache", "batch-concurrency-latency", "async-scoring-backlog",
+                      "concept-drift-delayed-labels", "training-data-version-moved"}
 VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 
