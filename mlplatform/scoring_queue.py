@@ -7,7 +7,8 @@ them. A queue is the one place where "the async path is behind" can be read, so
 everything it reports is computed from the messages it holds: depth (ready to
 deliver), in flight (leased to a consumer, not yet acked), the age of the oldest
 unscored transaction (its producer's event time, as Kafka's CreateTime), the
-enqueue and ack rates over the last minute, and the consumers that pulled lately.
+publish rate of fresh events and the ack rate over the last minute, and the
+consumers that pulled lately.
 
 Semantics are a small SQS/Kafka-consumer subset: named queues created on first
 use (a consumer that subscribes to a queue nobody publishes to waits on an empty
@@ -33,8 +34,11 @@ from mlops_drill.mlplatform import appkit
 
 #: Seconds over which enqueue and ack rates are averaged.
 RATE_WINDOW_S = 60.0
-#: A consumer counts as active when it pulled within this many seconds.
-CONSUMER_ACTIVE_S = 30.0
+#: A consumer counts as active when it pulled within this many seconds (a consumer long-polls every few).
+CONSUMER_ACTIVE_S = 15.0
+#: A message counts in the publish rate when its event time is this recent: a backfill of old events is
+#: a deeper queue, not a busier producer.
+FRESH_S = 10.0
 MAX_DEPTH = 200_000  # beyond this a publish is refused (HTTP 507), as a full queue would
 MAX_PULL = 1000
 MAX_WAIT_S = 20.0
@@ -78,7 +82,9 @@ class Queue:
         if not in_order:  # a publisher's late batch (older event times): keep delivering oldest first
             self.ready.sort(key=lambda m: m.event_time)
         self.enqueued_total += len(messages)
-        self.enqueues.append((now, len(messages)))
+        fresh = sum(1 for m in messages if m.event_time >= now - FRESH_S)
+        if fresh:
+            self.enqueues.append((now, fresh))
 
     def expire_leases(self, now: float) -> None:
         expired = [m for m in self.leased.values() if m.lease_until <= now]

@@ -75,12 +75,39 @@ class Worker:
         self.lock = threading.Lock()
         self.window = {"batches": 0, "messages": 0, "errors": 0, "lag_s": None}
         self.last_waiting_log = 0.0
+        self.ready = threading.Event()
 
     def queue_url(self, action: str) -> str:
         base = service_url("scoring-queue", os.environ.get("QUEUE_NAMESPACE", "serving"))
         return f"{base}/queues/{self.queue}/{action}"
 
+    def wait_for_model(self, log_every: float = 30.0) -> None:
+        """Hold the loops until the model's host answers at all, as a client waits for its first connection.
+
+        Why: on a fresh platform the worker starts beside fraud-model, whose Service has no ready
+        endpoint for a few seconds; batches pulled then would fail and come back, and the worker's
+        log would start with errors a candidate would chase. Any HTTP answer ends the wait; from then
+        on every failure of the model call is logged and retried.
+        """
+        parts = urlsplit(self.model_url)
+        url = urlunsplit((parts.scheme, parts.netloc, "/readyz", "", ""))
+        started, next_log = time.monotonic(), 0.0
+        while not self.stop.is_set():
+            try:
+                appkit.http_json("GET", resolve(url), timeout=2.0)
+                return
+            except appkit.UpstreamError as err:
+                if err.status is not None and err.status != 503:
+                    return
+                waited = time.monotonic() - started
+                if waited >= next_log:
+                    appkit.log("info", "waiting for the model before pulling", url=url, error=err.reason[:200],
+                               waited_s=round(waited, 1))
+                    next_log = waited + log_every
+            self.stop.wait(0.5)
+
     def loop(self, index: int) -> None:
+        self.ready.wait()
         backoff = 1.0
         while not self.stop.is_set():
             try:
@@ -193,6 +220,8 @@ def main() -> None:
     for t in loops:
         t.start()
     threading.Thread(target=worker.report, daemon=True).start()
+    worker.wait_for_model()
+    worker.ready.set()
     try:
         worker.stop.wait()
     except KeyboardInterrupt:

@@ -182,3 +182,17 @@ def test_a_wrong_queue_name_leaves_the_real_queue_without_a_consumer(model):
         assert queues["transactions"]["depth"] == 30 and queues["transactions"]["active_consumers"] == 0
         assert queues["transactions-v2"]["active_consumers"] == 2  # the worker's two loops
         assert any(line["msg"] == "no messages; waiting" and line["queue"] == "transactions-v2" for line in logs)
+
+
+def test_a_worker_waits_for_the_model_before_pulling():
+    """On a fresh platform the model may not answer yet: the worker pulls nothing and logs no error meanwhile."""
+    down = f"http://127.0.0.1:{_free_port()}"
+    with _process("scoring_queue", {}) as (queue, _):
+        _publish(queue, [{"n": i} for i in range(10)])
+        with _process("scoring_worker", _worker_env(queue, down)) as (_, worker):
+            time.sleep(3)
+            stats = httpx.get(f"{queue}/queues/transactions").json()
+            logs = _logs(worker)
+        assert (stats["depth"], stats["in_flight"], stats["redelivered_total"]) == (10, 0, 0)
+        assert [line["msg"] for line in logs if line["level"] != "info"] == []
+        assert any(line["msg"] == "waiting for the model before pulling" for line in logs)
