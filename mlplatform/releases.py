@@ -17,6 +17,8 @@ KNOWN_RELEASES: dict[str, tuple[str, ...]] = {
     # the async batch scorer; 2.4.x and 2.5.0 are the releases an async-scoring incident rolls out
     "scoring-worker": ("2.3.0", "2.4.0", "2.4.1", "2.5.0", "2.5.1"),
     "fraud-train": ("1.4.0",),
+    "fraud-retrain": ("1.0.0",),  # the CT pipeline's retraining run (CronJob, started on a trigger)
+    "model-monitor": ("1.0.0",),
     "embeddings-backfill": ("0.9.1",),  # another team's GPU Job (the squatter of gpu-insufficient-capacity)
 }
 
@@ -29,6 +31,8 @@ BASELINE_RELEASES: dict[str, str] = {
     "scoring-queue": "1.0.0",
     "scoring-worker": "2.3.0",
     "fraud-train": "1.4.0",
+    "fraud-retrain": "1.0.0",
+    "model-monitor": "1.0.0",
 }
 
 IMAGE_REPOSITORY = "mlops-drill"

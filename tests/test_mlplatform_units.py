@@ -177,7 +177,7 @@ def test_baseline_namespaces_and_workloads(docs: list[dict]) -> None:
 
 def test_every_pod_template_runs_a_platform_module(docs: list[dict]) -> None:
     templates = pod_templates(docs)
-    assert len(templates) == 6
+    assert len(templates) == 10
     for workload, template in templates:
         assert template["metadata"]["labels"][PROCESS_LABEL] == "true"
         (container,) = template["spec"]["containers"]
