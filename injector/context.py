@@ -157,8 +157,26 @@ class DrillContext:
                                      "application/apply-patch+yaml")
         if not 200 <= status < 300:
             why = _api_message(data, status)
+            if doc["kind"] == "Job" and status == 422 and "field is immutable" in why:
+                # A Job's pod template cannot change: one made by an older release of the baseline (a
+                # cluster kept across an upgrade) is replaced, as `kubectl replace --force` would.
+                self._replace_job(doc, manager)
+                return
             where = f"{meta.get('namespace')}/{meta['name']}" if meta.get("namespace") else meta["name"]
             raise DrillError(f"apply {doc['kind']} {where}: {why}")
+
+    def _replace_job(self, doc: dict, manager: str, timeout: float = 60) -> None:
+        import time
+
+        path = _collection(doc) + "/" + doc["metadata"]["name"]
+        self._request("DELETE", path, [("propagationPolicy", "Background")])
+        deadline = time.monotonic() + timeout
+        while self._request("GET", path)[0] != 404:
+            if time.monotonic() > deadline:
+                raise DrillError(f"apply Job {doc['metadata'].get('namespace')}/{doc['metadata']['name']}: "
+                                 f"its template changed and the old Job was not gone after {timeout:.0f}s")
+            time.sleep(0.5)
+        self._apply_one(doc, manager)
 
     def _request(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
                  body: Any = None, content_type: str = "application/json") -> tuple[int, bytes]:
