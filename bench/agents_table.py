@@ -46,7 +46,7 @@ def main() -> None:
             from mlops_drill.scenarios.variants import fresh_seed
 
             # One base for both agents: with fresh seeds each would meet other incidents.
-            first = args.seed if args.seed is not None or args.seeds == 1 else fresh_seed() % 2**30
+            first = args.seed if args.seed is not None else fresh_seed() % 2**30
             rows = []
             for sid in ids:  # per scenario both agents, so both meet the same cluster history
                 for name, agent in (("baseline", baseline.agent), ("random", random_agent.agent)):

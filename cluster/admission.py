@@ -67,7 +67,9 @@ def _policy(name: str, rules: list[dict[str, Any]], conditions: dict[str, str],
             "metadata": {"name": name}, "spec": spec}
 
 
-def policy_objects() -> list[dict[str, Any]]:
+def policy_objects(shared_nodes: bool = False) -> list[dict[str, Any]]:
+    """``shared_nodes``: the cluster's kubelets are real (kind, existing), so the seats on it share node
+    folders; there a seat's candidate (namespace ``s-...--x``) may not create a node folder anew."""
     containers = ("variables.spec.containers + variables.spec.?initContainers.orValue([]) + "
                   "variables.spec.?ephemeralContainers.orValue([])")
     validations = [
@@ -99,7 +101,7 @@ def policy_objects() -> list[dict[str, Any]]:
                 "resources": ["jobs", "cronjobs"]}],
         conditions={"candidate": _CANDIDATE},
         variables={"spec": _pod_spec("object"),
-                   "allowedHostPaths": f"{_cel_list(RECREATABLE_HOST_PATHS)} + {old_paths}"},
+                   "allowedHostPaths": f"{_recreatable(shared_nodes)} + {old_paths}"},
         validations=validations)
     exec_policy = _policy(
         EXEC_POLICY,
@@ -117,13 +119,22 @@ def policy_objects() -> list[dict[str, Any]]:
     return [policy, exec_policy, *bindings]
 
 
-def ensure_policy(api_client) -> None:
+def _recreatable(shared_nodes: bool) -> str:
+    paths = _cel_list(RECREATABLE_HOST_PATHS)
+    if not shared_nodes:
+        return paths
+    # A seat's copy of the folder is the gateway's (`/var/lib/mlops-drill/s-...--fraud-train`): a Job the
+    # candidate creates anew gets none, so no seat reaches the folder of another, or the single user's.
+    return f"{paths}.filter(p, !request.namespace.contains('--'))"
+
+
+def ensure_policy(api_client, shared_nodes: bool = False) -> None:
     """Create or replace the policies and their bindings on the cluster (the real one, never a seat's view)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     api = client.AdmissionregistrationV1Api(api_client)
-    for obj in policy_objects():
+    for obj in policy_objects(shared_nodes):
         name = obj["metadata"]["name"]
         create, read, replace = (
             (api.create_validating_admission_policy, api.read_validating_admission_policy,

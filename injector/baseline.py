@@ -193,7 +193,8 @@ def deploy(ctx: DrillContext, wait: bool = True, timeout: float = 90) -> float:
                             token=ctx.backend.candidate_token())
     # What the candidate may not run (privileged pods, node folders...): on the real cluster, not a seat's view.
     shared_api = getattr(ctx.backend, "shared_api", None)
-    admission.ensure_policy(shared_api() if shared_api is not None else ctx.api)
+    admission.ensure_policy(shared_api() if shared_api is not None else ctx.api,
+                            shared_nodes=not ctx.backend.runs_processes)
     if wait:
         wait_healthy(ctx, timeout)
     return time.monotonic() - started

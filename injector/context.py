@@ -169,7 +169,8 @@ class DrillContext:
         import time
 
         path = _collection(doc) + "/" + doc["metadata"]["name"]
-        self._request("DELETE", path, [("propagationPolicy", "Background")])
+        # Foreground: the Job is gone only once its pods are, so the new one never runs beside the old one.
+        self._request("DELETE", path, [("propagationPolicy", "Foreground")])
         deadline = time.monotonic() + timeout
         while self._request("GET", path)[0] != 404:
             if time.monotonic() > deadline:

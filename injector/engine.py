@@ -254,7 +254,10 @@ def reset(ctx: DrillContext) -> float:
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="reset-apply") as pool:
             exact = [each.submit(contextvars.copy_context().run, baseline.reset_exact, ctx, doc) for doc in docs]
             # Nodes are the cluster's, not the baseline's: undo a candidate's cordon, taint or label too.
-            nodes = [each.submit(restore_node, ctx, node.name) for node in NODE_POOLS]
+            # Not where seats share a cluster's real nodes: there a node is every seat's, and the candidate
+            # cannot change one (the gateway refuses node writes).
+            shared = getattr(ctx.backend, "shared_nodes", False)
+            nodes = [] if shared else [each.submit(restore_node, ctx, node.name) for node in NODE_POOLS]
 
             def apply_whole() -> None:
                 for future in exact:

@@ -91,6 +91,8 @@ def test_two_seats_share_the_kind_nodes_and_nothing_else(kind_drill_server, kind
     http = kind_drill_server["http"]
     refused = http.post("/api/drills", json={"scenario": "training-no-checkpoint", "seats": 2})
     assert refused.status_code == 422 and "node" in refused.json()["detail"], refused.text
+    crowded = http.post("/api/drills", json={"scenario": SCENARIO, "seats": 5})  # 10 GPUs: the cluster has 8
+    assert crowded.status_code == 422 and "GPUs" in crowded.json()["detail"], crowded.text
 
     t0 = time.monotonic()
     created = http.post("/api/drills", json={"scenario": SCENARIO, "seats": 2}).json()

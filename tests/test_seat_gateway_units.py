@@ -204,3 +204,50 @@ def test_faults_that_act_on_a_node_are_refused_where_seats_share_nodes():
     assert seat_blockers(catalogue["gpu-insufficient-capacity"].faults, shared_nodes=True) == ["occupy-gpus"]
     for namespaced in ("stale-feature-cache", "bad-canary", "gpu-missing-toleration", "wrong-model-version"):
         assert seat_blockers(catalogue[namespaced].faults, shared_nodes=True) == [], namespaced
+
+
+@pytest.mark.parametrize("route", [ROUTE, SHARED], ids=["own-nodes", "shared-nodes"])
+@pytest.mark.parametrize("path", ["/api/v1/%6eodes/gpu-node-0", f"/api/v1/%6eamespaces/{OTHER}serving/pods/x",
+                                  "/api/v1/namespaces/serving/pods/fraud%2Dmodel"])
+def test_a_percent_encoded_path_is_refused_before_any_rule_reads_it(route, path):
+    """The API server decodes a path before it routes and authorizes it: compared raw, it would slip past."""
+    with pytest.raises(Refused) as refused:
+        rewrite_path(path, route)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("path", ["/api/v1/watch/pods", f"/api/v1/watch/namespaces/{OTHER}serving/pods",
+                                  "/apis/apps/v1/watch/deployments"])
+def test_the_deprecated_watch_paths_are_refused(path):
+    with pytest.raises(Refused) as refused:
+        rewrite_path(path, ROUTE)
+    assert refused.value.status == 400 and "watch=true" in str(refused.value)
+
+
+def test_on_shared_nodes_a_seats_node_folder_carries_its_prefix_and_answers_show_the_platforms():
+    job = {"kind": "Job", "metadata": {"name": "fraud-train", "namespace": "training"},
+           "spec": {"template": {"spec": {"volumes": [
+               {"name": "train-state", "hostPath": {"path": "/var/lib/mlops-drill/fraud-train",
+                                                    "type": "DirectoryOrCreate"}},
+               {"name": "other", "hostPath": {"path": "/etc"}}]}}}}
+    sent = rewrite_body(job, SHARED)["spec"]["template"]["spec"]["volumes"]
+    assert sent[0]["hostPath"] == {"path": f"/var/lib/mlops-drill/{P}fraud-train", "type": "DirectoryOrCreate"}
+    assert sent[1]["hostPath"] == {"path": "/etc"}  # not the platform's: left for admission to refuse
+    shown = json.loads(rewrite_response(json.dumps({"kind": "Job", "spec": {"template": {"spec": {
+        "volumes": sent}}}}).encode(), SHARED, None, listing=False))
+    assert shown["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/var/lib/mlops-drill/fraud-train"
+    # A seat with nodes of its own keeps the path: the process kubelet gives each seat its folder.
+    own = rewrite_body(job, ROUTE)["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"]
+    assert own == "/var/lib/mlops-drill/fraud-train"
+
+
+def test_on_shared_nodes_a_candidate_may_not_make_a_node_folder_anew():
+    from mlops_drill.cluster.admission import policy_objects
+
+    def allowed(objs):
+        return next(o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"
+                    and o["metadata"]["name"] == "mlops-drill-candidate-workloads")["spec"]["variables"]
+
+    own = {v["name"]: v["expression"] for v in allowed(policy_objects())}["allowedHostPaths"]
+    shared = {v["name"]: v["expression"] for v in allowed(policy_objects(shared_nodes=True))}["allowedHostPaths"]
+    assert "contains('--')" not in own and "filter(p, !request.namespace.contains('--'))" in shared

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import yaml
 
@@ -46,6 +46,8 @@ _SEAT_OWNED = {"nodes": "Node", "namespaces": "Namespace",
                "clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding"}
 _STRICT = {"nodes", "namespaces"}  # a seat sees only its own; of the rest it also sees the cluster's own
 _MAX_BODY = 64 * 1024 * 1024
+#: Node folders of the platform (hostPath); on shared nodes a seat's copy carries its prefix.
+SEAT_HOST_ROOT = "/var/lib/mlops-drill/"
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ def _foreign(name: str, route: Route) -> bool:
 
 def rewrite_path(path: str, route: Route) -> tuple[str, str | None, str | None]:
     """(path on the cluster, resource the request lists or None, resource the path is about or None)."""
+    if unquote(path) != path:
+        # The API server decodes a path before routing and authorizing it; compared raw here,
+        # `/api/v1/%6eodes/x` would pass as something else than nodes.
+        raise Refused(400, "BadRequest", "percent-encoded request paths are not accepted by this seat")
     parts = path.split("/")
     # /api/v1/... -> group part ends at index 3; /apis/g/v/... -> at index 4
     if len(parts) > 1 and parts[1] == "api":
@@ -103,6 +109,9 @@ def rewrite_path(path: str, route: Route) -> tuple[str, str | None, str | None]:
     else:
         return path, None, False
     rest = parts[base:]
+    if rest[:1] == ["watch"]:
+        # The deprecated `/watch/` paths (kubectl uses `?watch=true`) stream events this parser would not filter.
+        raise Refused(400, "BadRequest", "watch paths are not accepted by this seat: use ?watch=true")
     if len(rest) >= 2 and rest[0] == "namespaces" and rest[1]:
         if _foreign(rest[1], route):
             raise Refused(403, "Forbidden", f'namespaces "{rest[1]}" is forbidden for this seat')
@@ -161,6 +170,12 @@ def rewrite_body(doc: Any, route: Route, resource: str | None = None) -> Any:
             out[key] = route.ns(value)
         elif key == "nodeName" and isinstance(value, str) and value:
             out[key] = route.node(value)
+        elif key == "hostPath" and route.shared_nodes and isinstance(value, dict) \
+                and str(value.get("path", "")).startswith(SEAT_HOST_ROOT):
+            # Seats on real kubelets share the nodes' folders: each gets its own, named with its prefix
+            # (which answers drop again, so the seat sees the platform's path).
+            folder, _, leaf = str(value["path"]).rstrip("/").rpartition("/")
+            out[key] = {**value, "path": f"{folder}/{route.prefix}{leaf}"}
         elif key == "roleRef" and isinstance(value, dict) and value.get("kind") == "ClusterRole":
             out[key] = {**value, "name": route.owned("clusterroles", str(value.get("name", "")))}
         else:

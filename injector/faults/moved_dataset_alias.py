@@ -69,6 +69,7 @@ class Params(BaseModel):
 
 class MovedDatasetAlias(Fault):
     name = "moved-dataset-alias"
+    shared_nodes_ready = False  # its fix re-creates the training Job: no new node folder on shared nodes
     Params = Params
     description = "fraud-train reads its data through an alias that moved since the registered model was trained"
 

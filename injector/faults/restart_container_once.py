@@ -51,6 +51,7 @@ def restarts(pod: dict[str, Any]) -> int:
 
 class RestartContainerOnce(Fault):
     name = "restart-container-once"
+    shared_nodes_ready = False  # signals through the node runtime: out of a shared-node seat's reach
     Params = Params
     description = "one pod restarted once and Ready again (a red herring)"
 

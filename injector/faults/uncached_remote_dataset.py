@@ -38,6 +38,7 @@ class Params(BaseModel):
 
 class UncachedRemoteDataset(Fault):
     name = "uncached-remote-dataset"
+    shared_nodes_ready = False  # re-creates the training Job: no new node folder on shared nodes
     Params = Params
     description = "fraud-train re-created without its data cache, reading its dataset from another region's bucket"
 

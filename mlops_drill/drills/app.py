@@ -136,6 +136,16 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
                 raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} acts on a node or on what "
                                          "every seat shares; the seats of this server share an existing "
                                          "cluster's nodes, so only faults inside a seat's namespaces can run")
+            if not own and seats.SHARED.shares_nodes:
+                from mlops_drill.drills.shared_gpu import gpus_free, gpus_per_seat
+
+                try:
+                    need, free = body.seats * gpus_per_seat(), gpus_free(seats.SHARED.ensure()[0])
+                except DrillError as exc:
+                    raise HTTPException(503, f"the shared cluster: {exc}") from None
+                if need > free:
+                    raise HTTPException(422, f"{body.seats} seats need {need} GPUs on the shared cluster and "
+                                             f"{free} are free: fewer seats, or a cluster with more GPU nodes")
             if own:
                 raise HTTPException(422, f"scenario {scenario.id}: fault {own[0]} acts on what seats of a shared "
                                          "cluster have no copy of their own of (GPU node state, objects outside "
@@ -155,6 +165,10 @@ def create_app(state_dir: Path, instructor_token: str | None = None, parallel: i
             per_seat = seat_seeds(scenario, seed, body.seats)
         drill = store.create(scenario.id, body.seats, body.time_limit_minutes or scenario.time_limit_minutes,
                              body.isolation, seed, per_seat)
+        if drill.isolation == "namespaces" and seats.SHARED.kubeconfig is not None:
+            with store.lock:
+                drill.shared_kubeconfig = seats.SHARED.kubeconfig
+                store.save(drill)
         at_once = shared_parallel if drill.isolation == "namespaces" else parallel
         worker = threading.Thread(target=seats.provision_all, args=(store, drill, at_once),
                                   kwargs={"cancelled": lambda: drill.id in cancelled},

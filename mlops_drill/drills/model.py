@@ -75,6 +75,9 @@ class Drill(BaseModel):
     seed: int | None = None
     #: Each seat its own variant, derived from ``seed`` and the seat number (:mod:`mlops_drill.drills.seat_variants`).
     seed_per_seat: bool = False
+    #: namespaces isolation: the existing cluster's kubeconfig the seats live on (None: the server's embedded one),
+    #: so a server restarted with another ``--shared-kubeconfig`` does not put them on the wrong cluster.
+    shared_kubeconfig: str | None = None
 
     def seat_seed(self, seat: Seat) -> int | None:
         """The seed the seat's incident is drawn from (drills saved before seats kept one: the drill's)."""

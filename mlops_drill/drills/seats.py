@@ -10,6 +10,7 @@ like a single-user drill.
 """
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from mlops_drill.drills.shared import SharedCluster
 from mlops_drill.errors import DrillError
 
 SHARED = SharedCluster()
+log = logging.getLogger("mlops_drill.drills")
 
 
 def _backend(store: DrillStore, drill: Drill, seat: Seat):
@@ -154,6 +156,12 @@ def restore_routes(store: DrillStore) -> None:
     """After a server restart: every live shared seat back on the port its kubeconfig names."""
     for drill in list(store.drills.values()):
         if drill.isolation != "namespaces" or drill.state == "stopped":
+            continue
+        if drill.shared_kubeconfig != SHARED.kubeconfig:
+            # Its seats live on another cluster than this server was started for: left alone, not moved.
+            log.warning("drill %s: its seats are on %s, this server shares %s; restart with --shared-kubeconfig %s "
+                        "to serve them", drill.id, drill.shared_kubeconfig or "the embedded cluster",
+                        SHARED.kubeconfig or "the embedded cluster", drill.shared_kubeconfig or "(none)")
             continue
         for seat in drill.seats:
             if seat.state in ("ready", "starting") and seat.gateway_port:

@@ -40,3 +40,35 @@ def ensure_device_plugin(backend) -> bool:
     log.info("no node of %s advertised nvidia.com/gpu: deployed the device plugin in %s",
              backend.name, PLUGIN_NAMESPACE)
     return True
+
+
+def _gpus(resources: dict | None) -> int:
+    return int(((resources or {}).get("requests") or {}).get("nvidia.com/gpu", 0) or 0)
+
+
+def gpus_per_seat() -> int:
+    """GPUs one seat's baseline Deployments hold (replicas x requests): what each seat takes for good."""
+    from mlops_drill.mlplatform.manifests import baseline_documents
+
+    total = 0
+    for doc in baseline_documents():
+        if doc["kind"] == "Deployment":
+            spec = doc["spec"]
+            total += int(spec.get("replicas", 1)) * sum(
+                _gpus(c.get("resources")) for c in spec["template"]["spec"]["containers"])
+    return total
+
+
+def gpus_free(backend) -> int:
+    """Allocatable nvidia.com/gpu of the cluster's nodes, less what running and pending pods request."""
+    from kubernetes import client
+
+    from mlops_drill.cluster import kube
+
+    core = client.CoreV1Api(kube.api_client(backend.kubeconfig(), None))
+    allocatable = sum(int((n.status.allocatable or {}).get("nvidia.com/gpu", "0") or 0)
+                      for n in core.list_node().items)
+    held = sum(_gpus(c.resources.to_dict() if c.resources else None)
+               for p in core.list_pod_for_all_namespaces().items if p.status.phase in ("Pending", "Running")
+               for c in p.spec.containers)
+    return allocatable - held
