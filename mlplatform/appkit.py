@@ -108,3 +108,34 @@ def serve(app: Any) -> None:
     host, port = bind_address()
     log("info", "listening", address=f"{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def metrics_handler():
+    """An http.server handler for a background worker's only two pages: ``/metrics`` and its health.
+
+    Why http.server and not FastAPI: a worker whose real work is a loop (the replay, the
+    scoring worker) needs no app server to be scraped and probed.
+    """
+    from http.server import BaseHTTPRequestHandler
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    class MetricsHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/metrics":
+                body, ctype = generate_latest(), CONTENT_TYPE_LATEST
+            elif self.path in ("/healthz", "/readyz"):
+                body, ctype = b'{"status":"ok"}', "application/json"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return MetricsHandler

@@ -20,16 +20,14 @@ has the same as counters, plus the configuration it runs with.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit, urlunsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
 from mlops_drill.mlplatform import appkit
 from mlops_drill.mlplatform.discovery import service_url
@@ -181,25 +179,6 @@ class Worker:
                        errors=w["errors"], lag_s=None if w["lag_s"] is None else round(w["lag_s"], 1))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/metrics":
-            body, ctype = generate_latest(), CONTENT_TYPE_LATEST
-        elif self.path in ("/healthz", "/readyz"):
-            body, ctype = json.dumps({"status": "ok"}).encode(), "application/json"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def main() -> None:
     appkit.set_app_name("scoring-worker")
     batch_size = int(appkit.env_float("BATCH_SIZE", 200))
@@ -211,7 +190,7 @@ def main() -> None:
                     sink_write_s=appkit.env_float("SINK_WRITE_MS", 250) / 1000.0,
                     consumer=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME", "worker"))
     CONFIG.labels(worker.queue, str(batch_size), str(concurrency), worker.model_url).set(1)
-    server = ThreadingHTTPServer(appkit.bind_address(), _Handler)
+    server = ThreadingHTTPServer(appkit.bind_address(), appkit.metrics_handler())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     appkit.log("info", "worker started", release=appkit.release("2.3.0"), queue=worker.queue, batch_size=batch_size,

@@ -22,11 +22,11 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 
 from mlops_drill.mlplatform import appkit, data
 from mlops_drill.mlplatform.discovery import service_url
@@ -196,25 +196,6 @@ class Replay:
                    p50_ms=round(float(np.percentile(lat, 50)), 1), p99_ms=round(float(np.percentile(lat, 99)), 1))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/metrics":
-            body, ctype = generate_latest(), CONTENT_TYPE_LATEST
-        elif self.path in ("/healthz", "/readyz"):
-            body, ctype = b'{"status":"ok"}', "application/json"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def main() -> None:
     appkit.set_app_name("traffic-replay")
     if appkit.env_float("RATE", 5.0) <= 0:
@@ -222,7 +203,7 @@ def main() -> None:
     replay = Replay(rate=appkit.env_float("RATE", 5.0), raw_fraction=appkit.env_float("RAW_FRACTION", 0.1),
                     seed=int(appkit.env_float("TRAFFIC_SEED", 1)),
                     async_rate=max(0.0, appkit.env_float("ASYNC_RATE", 0.0)))
-    server = ThreadingHTTPServer(appkit.bind_address(), _Handler)
+    server = ThreadingHTTPServer(appkit.bind_address(), appkit.metrics_handler())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: replay.stop.set())
     try:

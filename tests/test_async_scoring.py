@@ -8,8 +8,6 @@ rates and consumers, the worker's logs, and the scores.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,40 +16,15 @@ from typing import Iterator
 
 import httpx
 import pytest
+from service_process import free_port, service_process
 from test_serving_concurrency import _metrics, _running, _transactions
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
 def _process(module: str, env: dict[str, str], health: str = "/healthz") -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", f"mlops_drill.mlplatform.{module}"],
-                            env={**os.environ, **env, "PORT": str(port)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"{module} exited: {proc.stdout.read()[-1000:]}"
-            assert time.monotonic() < deadline, f"{module} did not answer within 30 s"
-            try:
-                if httpx.get(base + health, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with service_process([sys.executable, "-m", f"mlops_drill.mlplatform.{module}"], env, module, health,
+                         keep_output=True) as running:
+        yield running
 
 
 def _logs(proc: subprocess.Popen) -> list[dict]:
@@ -186,7 +159,7 @@ def test_a_wrong_queue_name_leaves_the_real_queue_without_a_consumer(model):
 
 def test_a_worker_waits_for_the_model_before_pulling():
     """On a fresh platform the model may not answer yet: the worker pulls nothing and logs no error meanwhile."""
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     with _process("scoring_queue", {}) as (queue, _):
         _publish(queue, [{"n": i} for i in range(10)])
         with _process("scoring_worker", _worker_env(queue, down)) as (_, worker):

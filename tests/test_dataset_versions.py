@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +17,7 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+from service_process import service_process
 
 from mlops_drill.mlplatform import dataset_versions as dv
 
@@ -130,31 +129,8 @@ def _registry(tmp_path: Path) -> Iterator[str]:
     from mlops_drill.mlplatform.artifacts import ensure_artifacts
 
     ensure_artifacts()  # built once here, not raced by the service's start
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlops_drill.mlplatform.registry"],
-                            env={**os.environ, "PORT": str(port)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"the registry exited: {proc.stderr.read()[-1000:]}"
-            assert time.monotonic() < deadline, "the registry did not answer /healthz within 30 s"
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with service_process([sys.executable, "-m", "mlops_drill.mlplatform.registry"], {}, "the registry") as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_run_registers_its_lineage_and_metrics_in_the_registry(tmp_path: Path) -> None:

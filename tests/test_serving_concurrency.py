@@ -11,7 +11,6 @@ What is asserted is what an engineer sees: answers, latency, and /metrics.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+from service_process import service_process
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_drill.mlplatform import data
@@ -49,30 +49,8 @@ def _env(**knobs: str) -> dict[str, str]:
 @contextmanager
 def _running(**knobs: str) -> Iterator[str]:
     ensure_artifacts()  # built once here, not raced by the service's start
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", HARNESS], env={**_env(**knobs), "PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"the service exited: {proc.stderr.read()[-1000:]}"
-            assert time.monotonic() < deadline, "the service did not answer /healthz within 30 s"
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with service_process([sys.executable, "-c", HARNESS], _env(**knobs), "the service") as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _transactions(n: int, seed: int = 7) -> list[dict]:

@@ -105,3 +105,17 @@ def delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
     """Delete the Job and wait for its pods too, so no old process still writes the shared volume."""
     ctx.kubectl("delete", "job", name, "-n", namespace, "--ignore-not-found", "--cascade=foreground",
                 "--wait=true", "--timeout=60s", timeout=90)
+
+
+def fresh_run(ctx: DrillContext, name: str, namespace: str) -> dict[str, Any]:
+    """Delete the Job and clear its run's node state (checkpoints, cache, ledger); returns the baseline Job.
+
+    What every training fault does before it submits a run of its own, and after, before the
+    baseline's run goes back: no run ever starts on what an earlier one left behind.
+    """
+    from mlops_drill.injector import baseline
+
+    delete_job(ctx, name, namespace)
+    doc = baseline.find(ctx, "Job", name, namespace)
+    clear_run_state(ctx, doc)
+    return doc

@@ -76,8 +76,7 @@ class DisableCheckpointing(Fault):
         from mlops_drill.cluster import daemons
 
         daemons.stop(DAEMON, state)
-        wl.delete_job(ctx, p.job, p.namespace)
-        wl.clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
+        wl.fresh_run(ctx, p.job, p.namespace)
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}=true", "--overwrite")
         ctx.apply([self.faulty_job(ctx)], manager=wl.PIPELINE_MANAGER)
         args = ["--kubeconfig", str(ctx.kubeconfig), "--namespace", p.namespace, "--job", p.job,
@@ -110,9 +109,7 @@ class DisableCheckpointing(Fault):
         if state is not None:
             daemons.stop(DAEMON, Path(state))
         ctx.kubectl("label", "node", p.spot_node, f"{p.spot_label}-", check=False)
-        wl.delete_job(ctx, p.job, p.namespace)
-        doc = baseline.find(ctx, "Job", p.job, p.namespace)
-        wl.clear_run_state(ctx, doc)
+        doc = wl.fresh_run(ctx, p.job, p.namespace)
         ctx.apply([doc])
 
 

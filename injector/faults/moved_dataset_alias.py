@@ -136,9 +136,7 @@ class MovedDatasetAlias(Fault):
     # -- the three verbs ------------------------------------------------------------------------
     def apply(self, ctx: DrillContext) -> None:
         p = self.params
-        doc = baseline.find(ctx, "Job", p.job, p.namespace)
-        wl.delete_job(ctx, p.job, p.namespace)
-        wl.clear_run_state(ctx, doc)
+        wl.fresh_run(ctx, p.job, p.namespace)
         self._forget_model(ctx)
         # Last month: the recorded run reads the alias while it points at the recorded snapshot, and registers.
         ctx.apply([self.catalog(p.recorded_snapshot)], manager=wl.PIPELINE_MANAGER)
@@ -152,8 +150,7 @@ class MovedDatasetAlias(Fault):
         self._registry(ctx, "POST", "model-versions/transition-stage",
                        {"name": p.model, "version": "1", "stage": "Production", "archive_existing_versions": True})
         # Since then: new snapshots, the alias moved; today the team reruns the same Job.
-        wl.delete_job(ctx, p.job, p.namespace)
-        wl.clear_run_state(ctx, doc)
+        wl.fresh_run(ctx, p.job, p.namespace)
         ctx.apply([self.catalog(p.moved_snapshot())], manager=wl.PIPELINE_MANAGER)
         self.applied_at = time.time()
         ctx.apply([self.training_job(ctx)], manager=wl.PIPELINE_MANAGER)
@@ -173,9 +170,7 @@ class MovedDatasetAlias(Fault):
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
-        wl.delete_job(ctx, p.job, p.namespace)
-        doc = baseline.find(ctx, "Job", p.job, p.namespace)
-        wl.clear_run_state(ctx, doc)
+        doc = wl.fresh_run(ctx, p.job, p.namespace)
         ctx.delete("ConfigMap", p.catalog, p.namespace)
         self._forget_model(ctx)
         ctx.apply([doc])

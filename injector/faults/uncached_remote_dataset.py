@@ -55,8 +55,7 @@ class UncachedRemoteDataset(Fault):
     def apply(self, ctx: DrillContext) -> None:
         p = self.params
         self.applied_at = time.time()
-        wl.delete_job(ctx, p.job, p.namespace)
-        wl.clear_run_state(ctx, baseline.find(ctx, "Job", p.job, p.namespace))
+        wl.fresh_run(ctx, p.job, p.namespace)
         ctx.apply([self.faulty_job(ctx)], manager=wl.PIPELINE_MANAGER)
 
     def verify_applied(self, ctx: DrillContext) -> bool:
@@ -72,8 +71,6 @@ class UncachedRemoteDataset(Fault):
 
     def revert(self, ctx: DrillContext) -> None:
         p = self.params
-        wl.delete_job(ctx, p.job, p.namespace)
-        doc = baseline.find(ctx, "Job", p.job, p.namespace)
-        wl.clear_run_state(ctx, doc)
+        doc = wl.fresh_run(ctx, p.job, p.namespace)
         ctx.apply([doc])
 
