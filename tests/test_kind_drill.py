@@ -89,13 +89,20 @@ def _nodes(kubectl) -> dict[str, bool]:
 
 def test_two_seats_share_the_kind_nodes_and_nothing_else(kind_drill_server, kind_session, tmp_path):
     http = kind_drill_server["http"]
+    # The device plugin tests before this one restart kubelets and fail GPUs: wait for all eight to be back,
+    # since the server counts free GPUs before it takes a drill.
+    kind_session.wait_for("4 allocatable GPUs on each GPU node",
+                          lambda: all(kind_session.allocatable_gpus(n) == "4" for n in ("gpu-node-0", "gpu-node-1")),
+                          timeout=300, interval=2)
     refused = http.post("/api/drills", json={"scenario": "training-no-checkpoint", "seats": 2})
     assert refused.status_code == 422 and "node" in refused.json()["detail"], refused.text
     crowded = http.post("/api/drills", json={"scenario": SCENARIO, "seats": 5})  # 10 GPUs: the cluster has 8
     assert crowded.status_code == 422 and "GPUs" in crowded.json()["detail"], crowded.text
 
     t0 = time.monotonic()
-    created = http.post("/api/drills", json={"scenario": SCENARIO, "seats": 2}).json()
+    answer = http.post("/api/drills", json={"scenario": SCENARIO, "seats": 2})
+    assert answer.status_code == 200, answer.text
+    created = answer.json()
     while True:
         board = http.get(f"/api/drills/{created['id']}").json()
         states = [s["state"] for s in board["seats"]]

@@ -60,7 +60,8 @@ def gpus_per_seat() -> int:
 
 
 def gpus_free(backend) -> int:
-    """Allocatable nvidia.com/gpu of the cluster's nodes, less what running and pending pods request."""
+    """Allocatable nvidia.com/gpu of the cluster's nodes, less what the pods bound to a node request
+    (a pod the scheduler could not place holds no GPU)."""
     from kubernetes import client
 
     from mlops_drill.cluster import kube
@@ -69,6 +70,7 @@ def gpus_free(backend) -> int:
     allocatable = sum(int((n.status.allocatable or {}).get("nvidia.com/gpu", "0") or 0)
                       for n in core.list_node().items)
     held = sum(_gpus(c.resources.to_dict() if c.resources else None)
-               for p in core.list_pod_for_all_namespaces().items if p.status.phase in ("Pending", "Running")
+               for p in core.list_pod_for_all_namespaces().items
+               if p.spec.node_name and p.status.phase in ("Pending", "Running")
                for c in p.spec.containers)
     return allocatable - held
