@@ -11,15 +11,24 @@ imported history become the events they would have written.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
 from mlops_drill.grader.parse import ParsedCommand, parse_argv, parse_command, parse_commands
+from mlops_drill.grader.parse.kubectl_resources import canonical_resource
 from mlops_drill.grader.transcript import Event
 
 ActionKind = Literal["command", "diagnosis", "hypothesis", "hint", "verification"]
 _WROTE_WHILE_RUNNING = frozenset({"command", "diagnosis", "hypothesis", "hint"})
+# What kubectl prints for each object a change touched: `deployment.apps/fraud-model configured` (an
+# `unchanged` one was not changed), and for delete `configmap "x" deleted`, with `from features namespace`
+# since kubectl 1.32.
+_PRINTED_CHANGE = re.compile(r'^(?P<kind>[a-z][a-z0-9.-]*)/(?P<name>[a-z0-9][a-z0-9.-]*) (?!unchanged)[a-z]+'
+                             r'|^(?P<dkind>[a-z][a-z0-9.-]*) "(?P<dname>[^"]+)" deleted(?: from (?P<ns>\S+) namespace)?',
+                             re.MULTILINE)
 _META = {"diagnose": "diagnosis", "hypothesize": "hypothesis", "hypothesise": "hypothesis",
          "hint": "hint"}
 
@@ -71,14 +80,15 @@ def extract_actions(events: Iterable[Event], cache: _ParseCache | None = None) -
     cache = cache or _ParseCache()
     events = list(events)
     covered = _covered_shell_lines(events)
+    typed = _typed_line_of(events)
     out: list[Action] = []
     for ev in events:
         synthetic = bool(ev.data.get("synthetic_ts"))
         if ev.kind == "command":
             line = ev.line or shlex.join(ev.argv)
-            out.append(Action(ev.seq, ev.ts, "command", line, cache.command(line, ev.argv),
-                              ev.exit_code,
-                              synthetic_ts=synthetic))
+            cmd = _with_printed_targets(cache.command(line, ev.argv), ev.stdout)
+            cmd = _with_piped_origin(cmd, typed.get(ev.seq), cache)
+            out.append(Action(ev.seq, ev.ts, "command", line, cmd, ev.exit_code, synthetic_ts=synthetic))
         elif ev.kind == "shell":
             if ev.seq in covered or not ev.line.strip():
                 continue
@@ -104,6 +114,58 @@ def extract_actions(events: Iterable[Event], cache: _ParseCache | None = None) -
                               results={str(k): bool(v) for k, v in sorted(results.items())},
                               synthetic_ts=synthetic))
     return out
+
+
+def _with_printed_targets(cmd: ParsedCommand, stdout: str) -> ParsedCommand:
+    """``kubectl delete -f -`` names no object; what it printed does.
+
+    A change fed from stdin (``kubectl get cm x -o yaml | kubectl delete -f -``) reaches the recorder as its
+    own argv, without the pipe. kubectl prints one line per object it changed, so the grader reads the
+    targets there, as an instructor reading the terminal would.
+    """
+    if cmd.tool != "kubectl" or not cmd.is_mutation or cmd.resource is not None or not stdout:
+        return cmd
+    found = [(m.group("kind") or m.group("dkind"), m.group("name") or m.group("dname"), m.group("ns"))
+             for m in _PRINTED_CHANGE.finditer(stdout)]
+    if not found:
+        return cmd
+    kinds = tuple(dict.fromkeys(canonical_resource(kind) for kind, _, _ in found))
+    names = tuple(dict.fromkeys(name for _, name, _ in found))
+    namespace = cmd.namespace or next((ns for _, _, ns in found if ns), None)
+    return dataclasses.replace(cmd, resource=kinds[0], resources=kinds, name=names[0], names=names,
+                               namespace=namespace)
+
+
+def _with_piped_origin(cmd: ParsedCommand, typed: str | None, cache: _ParseCache) -> ParsedCommand:
+    """What the typed pipeline says a stdin-fed change acts on, where kubectl's output did not say it all.
+
+    ``kubectl apply -f -`` prints ``secret/x created`` without a namespace; the line the candidate typed
+    (``kubectl create secret ... -n serving --dry-run=client -o yaml | kubectl apply -f -``) has it.
+    """
+    if typed is None or cmd.tool != "kubectl" or not cmd.is_mutation or cmd.flags.get("filename") != "-" \
+            or (cmd.resource is not None and cmd.namespace is not None):
+        return cmd
+    whole = next((c for c in cache.commands(typed) if c.tool == "kubectl" and c.is_mutation
+                  and c.verb == cmd.verb and c.flags.get("filename") == "-"), None)
+    if whole is None or (cmd.resource is not None and whole.name not in (cmd.names or (cmd.name,))):
+        return cmd
+    if cmd.resource is not None:
+        return dataclasses.replace(cmd, namespace=whole.namespace)
+    return dataclasses.replace(cmd, resource=whole.resource, resources=whole.resources, name=whole.name,
+                               names=whole.names, namespace=whole.namespace)
+
+
+def _typed_line_of(events: list[Event]) -> dict[int, str]:
+    """For each recorded command, the shell line it ran under (the next ``shell`` event, written after it)."""
+    found: dict[int, str] = {}
+    pending: list[int] = []
+    for ev in events:
+        if ev.kind == "command":
+            pending.append(ev.seq)
+        elif ev.kind == "shell":
+            found.update((seq, ev.line) for seq in pending)
+            pending = []
+    return found
 
 
 def _covered_shell_lines(events: list[Event]) -> set[int]:

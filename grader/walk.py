@@ -130,6 +130,11 @@ class _Walker:
         f = self.f
         ok = f.scenario.accepts_diagnosis(act.text)
         note = "matches an accepted diagnosis" if ok else "not an accepted diagnosis"
+        rivals = f.scenario.rival_causes_named(act.text) if ok and act.kind == "diagnosis" else []
+        if rivals:  # a hypothesis may weigh every candidate; a diagnosis has to choose
+            ok = False
+            note = (f"not accepted: it also names {', '.join(rivals)} as the cause; a list of every "
+                    "possibility is not a diagnosis")
         if ok and not f.evidence_before(idx):
             note += ", but stated before any evidence of the cause"
         notes = [note]

@@ -562,6 +562,29 @@ def keyword_set_matches(keywords: list[str], diagnosis: str) -> bool:
     return all(any(_normalise(alt) in said for alt in kw.split("|") if alt.strip()) for kw in keywords)
 
 
+# Words that rule a cause out in the clause that names it: "MODEL_URL and QUEUE_NAME are unchanged".
+_RULED_OUT = re.compile(r"(?<![a-z])(?:not|no|never|none|neither|nor|fine|ok|okay|unchanged|correct|healthy|"
+                        r"ruled out|rule out|excluded|innocent|irrelevant|unrelated|untouched|intact|as expected)"
+                        r"(?![a-z])|n't(?![a-z])")
+_CLAUSE_BREAK = re.compile(r"[.;:!?](?=\s|$)|\b(?:but|whereas|while|although|though)\b")
+
+
+def named_as_a_cause(alternative: str, diagnosis: str) -> bool:
+    """``alternative`` appears in ``diagnosis`` in a clause that does not rule it out.
+
+    Why clauses: a senior engineer often names what they excluded ("BATCH_SIZE is too large; MODEL_URL is
+    fine"), and that is not hedging. A plain list of every possibility is.
+    """
+    wanted = _normalise(alternative)
+    if not wanted:
+        return False
+    for clause in _CLAUSE_BREAK.split(diagnosis.lower()):
+        clause = _normalise(clause)
+        if wanted in clause and not _RULED_OUT.search(clause):
+            return True
+    return False
+
+
 class Scenario(_Strict):
     """One troubleshooting drill: the symptoms, the faults, and how a senior engineer works it.
 
@@ -596,6 +619,9 @@ class Scenario(_Strict):
 
     #: What was drawn, on a rendered variant (None on the template and on scenarios without parameters).
     _variant: Any = PrivateAttr(default=None)
+    #: On a rendered variant: the causes of its sibling variants, each as the keyword set that would accept
+    #: it and, per keyword that differs from this variant's, the alternatives only the sibling has.
+    _rival_diagnoses: list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = PrivateAttr(default_factory=list)
 
     @property
     def variant(self) -> Any:
@@ -659,6 +685,22 @@ class Scenario(_Strict):
 
     def accepts_diagnosis(self, text: str) -> bool:
         return any(keyword_set_matches(kws, text) for kws in self.accepted_diagnoses)
+
+    def rival_causes_named(self, text: str) -> list[str]:
+        """The causes of sibling variants that ``text`` names without ruling them out.
+
+        Why: a variant draws one cause of several (the worker's BATCH_SIZE, MODEL_URL or QUEUE_NAME), and a
+        diagnosis that lists them all would contain the right keywords whichever was drawn. Naming every
+        possibility is not finding the cause.
+        """
+        named: list[str] = []
+        for rival_set, distinct in self._rival_diagnoses:
+            if not keyword_set_matches(list(rival_set), text):
+                continue
+            hits = [next((a for a in alts if named_as_a_cause(a, text)), None) for alts in distinct]
+            if all(hits):
+                named += [h for h in hits if h not in named]
+        return named
 
 
 def _predecessor_map(sc: Scenario) -> dict[str, frozenset[str]]:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mlops_drill.errors import DrillError
-from mlops_drill.scenarios.schema import PLACEHOLDER, TEMPLATED_FIELDS, Parameter, Scenario
+from mlops_drill.scenarios.schema import PLACEHOLDER, TEMPLATED_FIELDS, Parameter, Scenario, _normalise
 
 #: Seeds a fresh draw picks from when none is given (any int is accepted from a user).
 SEED_SPACE = 2**31
@@ -124,9 +124,35 @@ def render(sc: Scenario, values: dict[str, Any], seed: int | None = None) -> Sce
     """The scenario ``values`` make; raises pydantic's ValidationError when the filled-in file is invalid, and
     a one-line DrillError when ``values`` do not name exactly the scenario's parameters."""
     out = Scenario.model_validate(rendered_data(sc, values))
+    out._rival_diagnoses = rival_diagnoses(sc, values, out.accepted_diagnoses)
     if seed is not None:
         out._variant = Variant(scenario=sc.id, seed=seed, values=values)
     return out
+
+
+def rival_diagnoses(sc: Scenario, values: dict[str, Any],
+                    own: list[list[str]]) -> list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]]:
+    """What would accept a sibling variant's cause and not this one's: per other value of each parameter the
+    accepted diagnoses name, the keyword set it renders and, per keyword that differs, the alternatives only
+    the sibling has (a shared word such as "shadow" or "copy" is no rival)."""
+    rivals = []
+    for name in sorted(sc.parameters):
+        if not any(name in PLACEHOLDER.findall(keyword) for kws in sc.accepted_diagnoses for keyword in kws):
+            continue
+        for other in sc.parameters[name].values():
+            if type(other) is type(values[name]) and other == values[name]:
+                continue
+            for own_set, template in zip(own, sc.accepted_diagnoses):
+                rival_set = [str(k) for k in render_value(template, {**values, name: other})]
+                distinct = []
+                for own_kw, rival_kw in zip(own_set, rival_set):
+                    if own_kw != rival_kw:
+                        mine = {_normalise(a) for a in own_kw.split("|")}
+                        distinct.append(tuple(a for a in rival_kw.split("|")
+                                              if a.strip() and _normalise(a) not in mine))
+                if distinct and all(distinct):
+                    rivals.append((tuple(rival_set), tuple(distinct)))
+    return rivals
 
 
 def variant(sc: Scenario, seed: int | None) -> Scenario:

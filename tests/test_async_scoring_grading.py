@@ -92,3 +92,33 @@ def test_restarting_the_queue_is_penalised_even_after_the_evidence(sc) -> None:
     ], fixed=False)
     assert purged.score < reference - 50, purged.score
     assert "restart-the-queue" in {d.id for d in purged.deductions if d.kind == "anti-pattern"}
+
+
+def _with_diagnosis(sc, text: str) -> list[str]:
+    """The reference path with its diagnosis replaced by ``text``."""
+    lines = [line for line in sc.reference_solution if not line.startswith("mlops-drill diagnose")]
+    return lines + [f'mlops-drill diagnose "{text}"']
+
+
+def test_naming_every_possible_cause_is_not_a_diagnosis(sc) -> None:
+    """Listing all three settings contains the drawn one whichever it is: it earns no diagnosis credit."""
+    drawn = sc.variant.values["cause"]
+    precise = _grade(sc, _with_diagnosis(sc, f"the scoring worker release changed {drawn}"), fixed=True)
+    shotgun = _grade(sc, _with_diagnosis(
+        sc, "the scoring worker release changed BATCH_SIZE, MODEL_URL or QUEUE_NAME"), fixed=True)
+    ruled_out = _grade(sc, _with_diagnosis(
+        sc, f"the scoring worker release changed {drawn}; the other two settings "
+            f"({', '.join(c for c in ('BATCH_SIZE', 'MODEL_URL', 'QUEUE_NAME') if c != drawn)}) are unchanged"),
+        fixed=True)
+    assert precise.dimension("diagnosis").score == 100
+    assert ruled_out.dimension("diagnosis").score == 100
+    assert shotgun.dimension("diagnosis").score == 0 and shotgun.score < precise.score
+    note = next(n for c in shotgun.commands for n in c.notes if n.startswith("not accepted: it also names"))
+    assert all(c in note for c in ("BATCH_SIZE", "MODEL_URL", "QUEUE_NAME") if c != drawn)
+
+
+def test_a_hypothesis_may_weigh_every_cause(sc) -> None:
+    """Before the evidence an engineer lists candidates; that is a hypothesis, not a hedge."""
+    lines = ['mlops-drill hypothesize "the worker release changed BATCH_SIZE, MODEL_URL or QUEUE_NAME"',
+             *sc.reference_solution]
+    assert _grade(sc, lines, fixed=True).hypotheses[0].correct

@@ -124,3 +124,65 @@ def test_a_scenario_of_herrings_only_or_a_reused_id_is_refused_with_its_place() 
     step = BASE.required_steps()[0].id
     with pytest.raises(ValueError, match=f"red herring id '{step}' is used twice"):
         with_herring(id=step)
+
+
+PIPED_TOUCH = "kubectl get deploy model-registry -n registry -o yaml | sed s/replicas:.1/replicas:\\ 2/ | kubectl replace -f -"
+
+
+def test_a_herring_changed_through_a_pipe_is_a_touch() -> None:
+    """The change reads the object from stdin and names none itself; the reading stage names it."""
+    g = graded(SOLVE[0], PIPED_TOUCH, *SOLVE[1:])
+    assert herring(g).treatment == "touched" and herring(g).touched_at == 2
+    assert g.commands[1].mutation
+
+
+def test_a_recorded_change_fed_from_stdin_is_read_from_what_kubectl_printed() -> None:
+    """Live, the recorder sees `kubectl delete -f -` as its own argv; kubectl's own output names the object."""
+    from mlops_drill.grader.synthetic import DEFAULT_START
+    from mlops_drill.grader.transcript import chain
+
+    def events(deleted_line: str):
+        lines = [SOLVE[0], *SOLVE[1:]]
+        evs = [{"ts": DEFAULT_START, "kind": "session",
+                "data": {"action": "shell-start", "scenario": "synthetic", "started_at": DEFAULT_START}}]
+        evs.append({"ts": DEFAULT_START + 10, "kind": "command", "line": "kubectl delete -f -",
+                    "argv": ["kubectl", "delete", "-f", "-"], "exit_code": 0, "duration_s": 0.4,
+                    "stdout": deleted_line})
+        evs += [{"ts": DEFAULT_START + 20 * (i + 1), "kind": "shell", "line": line, "exit_code": 0,
+                 "duration_s": 1.0} for i, line in enumerate(lines, 1)]
+        evs.append({"ts": DEFAULT_START + 20 * (len(lines) + 2), "kind": "verification",
+                    "data": {"results": passing_checks(len(SC.fix.checks))}})
+        return chain(evs)
+
+    touched = grade(list(events('pod "model-registry-7d9f" deleted from registry namespace\n')), SC)
+    elsewhere = grade(list(events('pod "scratch" deleted from default namespace\n')), SC)
+    assert herring(touched).treatment == "touched"
+    assert herring(elsewhere).treatment == "ignored"
+
+
+def test_a_recorded_apply_from_stdin_takes_its_namespace_from_the_typed_pipeline() -> None:
+    """`kubectl apply -f -` prints `deployment.apps/model-registry configured` without a namespace; the
+    typed line that fed it names one, and the herring's matcher needs it."""
+    from mlops_drill.grader.synthetic import DEFAULT_START
+    from mlops_drill.grader.transcript import chain
+
+    def events(namespace: str):
+        typed = (f"kubectl get deploy model-registry -n {namespace} -o yaml | sed s/1/2/ | kubectl apply -f -")
+        evs = [{"ts": DEFAULT_START, "kind": "session",
+                "data": {"action": "shell-start", "scenario": "synthetic", "started_at": DEFAULT_START}},
+               {"ts": DEFAULT_START + 5, "kind": "command", "argv": ["kubectl", "get", "deploy", "model-registry",
+                                                                    "-n", namespace, "-o", "yaml"],
+                "line": f"kubectl get deploy model-registry -n {namespace} -o yaml", "exit_code": 0,
+                "duration_s": 0.3, "stdout": "kind: Deployment\n"},
+               {"ts": DEFAULT_START + 6, "kind": "command", "argv": ["kubectl", "apply", "-f", "-"],
+                "line": "kubectl apply -f -", "exit_code": 0, "duration_s": 0.4,
+                "stdout": "deployment.apps/model-registry configured\n"},
+               {"ts": DEFAULT_START + 7, "kind": "shell", "line": typed, "exit_code": 0, "duration_s": 1.0}]
+        evs += [{"ts": DEFAULT_START + 20 * (i + 1), "kind": "shell", "line": line, "exit_code": 0,
+                 "duration_s": 1.0} for i, line in enumerate(SOLVE, 1)]
+        evs.append({"ts": DEFAULT_START + 20 * (len(SOLVE) + 2), "kind": "verification",
+                    "data": {"results": passing_checks(len(SC.fix.checks))}})
+        return chain(evs)
+
+    assert herring(grade(list(events("registry")), SC)).treatment == "touched"
+    assert herring(grade(list(events("staging")), SC)).treatment == "ignored"

@@ -74,6 +74,28 @@ def _main_of(commands: Sequence[ParsedCommand]) -> ParsedCommand | None:
     return commands[0] if commands else None
 
 
+def _stdin_change(stages: Sequence[ParsedCommand],
+                  main: ParsedCommand | None) -> tuple[ParsedCommand, ParsedCommand] | None:
+    """``kubectl get cm x -o yaml | sed ... | kubectl replace -f -``: the pipeline is the change, on ``x``.
+
+    The first kubectl stage only reads; the change that reads its output from stdin is what the line does
+    to the cluster. It names no object itself, so it acts on the objects the reading stage printed.
+    """
+    if main is None or main.tool != "kubectl" or main.is_mutation:
+        return None
+    later = stages[stages.index(main) + 1:]
+    change = next((c for c in later if c.tool == "kubectl" and c.is_mutation
+                   and c.flags.get("filename") == "-"), None)
+    if change is None:
+        return None
+    if change.resource is not None or main.resource is None:
+        return change, change
+    return change, dataclasses.replace(
+        change, resource=main.resource, resources=main.resources, name=main.name, names=main.names,
+        namespace=change.namespace or main.namespace, all_namespaces=change.all_namespaces or main.all_namespaces,
+        selector=change.selector or main.selector)
+
+
 def _from_pipeline(p: Pipeline, depth: int) -> ParsedCommand | None:
     stages: list[ParsedCommand] = []
     error = p.error
@@ -86,7 +108,11 @@ def _from_pipeline(p: Pipeline, depth: int) -> ParsedCommand | None:
     main = _main_of(stages)
     if main is None:
         return ParsedCommand(raw=p.text, tool="", error=error) if error else None
-    others = tuple(c.tool for c in stages if c is not main and c.tool)
+    change = _stdin_change(stages, main)
+    stage = change[0] if change else main
+    others = tuple(c.tool for c in stages if c is not stage and c.tool)
+    if change is not None:
+        main = change[1]
     changes: dict[str, Any] = {}
     if others:
         changes["pipeline"] = others + main.pipeline
