@@ -20,6 +20,7 @@ KNOWN_RELEASES: dict[str, tuple[str, ...]] = {
     "fraud-retrain": ("1.0.0",),  # the CT pipeline's retraining run (CronJob, started on a trigger)
     "model-monitor": ("1.0.0",),
     "embeddings-backfill": ("0.9.1",),  # another team's GPU Job (the squatter of gpu-insufficient-capacity)
+    "fraud-sweep": ("0.3.0",),  # the fraud team's hyperparameter sweep (training-sweep-unpruned)
 }
 
 BASELINE_RELEASES: dict[str, str] = {

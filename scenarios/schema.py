@@ -84,7 +84,7 @@ BUILTIN_FAULTS: tuple[str, ...] = (
     "disable-checkpointing", "leak-secret-in-env", "idle-gpu-shadow", "gpu-node-product",
     "warning-event", "unused-configmap", "restart-container-once", "release-batching-config",
     "uncached-remote-dataset", "moved-dataset-alias", "async-worker-release",
-    "shift-fraud-pattern",
+    "shift-fraud-pattern", "unpruned-sweep",
 )
 FAULT_ENTRY_POINTS = "mlops_drill.faults"
 

@@ -34,7 +34,7 @@ COMPOUND_SCENARIOS = {"gpu-toleration-noisy-node", "bad-canary-registry-restart"
                       "canary-and-lost-checkpoints"}
 # Issue 19 item 3: the rest of the playbook
 PLAYBOOK_SCENARIOS = {"training-cold-cache", "batch-concurrency-latency", "async-scoring-backlog",
-                      "concept-drift-delayed-labels", "training-data-version-moved"}
+                      "concept-drift-delayed-labels", "training-data-version-moved", "training-sweep-unpruned"}
 VALID = catalogue_dir() / "gpu-missing-toleration.yaml"
 
 
