@@ -20,8 +20,8 @@ shows) and stands for ``GPU_HOURS_PER_EPOCH`` of GPU time, priced as
 ``training`` prices epochs; the worker logs the study's GPU-hours spent and
 projected against ``GPU_HOURS_BUDGET``.
 
-``python -m mlops_drill.mlplatform.sweep trials`` (in a worker's pod) prints the
-study's trials: state, hyperparameters, epochs run and AUC.
+``python -m mlops_drill.mlplatform.sweep trials`` prints the study's trials (state,
+hyperparameters, epochs run, AUC) from the journal.
 """
 from __future__ import annotations
 
@@ -316,8 +316,10 @@ def run_trial(cfg: Config, journal: Journal, number: int, stop: threading.Event,
     if restored is not None:
         done, model, opt = restored
         opt.lr = float(trial.params["learning_rate"])  # the checkpoint keeps the optimiser's moments, not its rate
+        # Where the trial stands, as its curve in the journal says: what the pruner would judge it by.
         appkit.log("info", f"trial {number} resumed from its checkpoint", trial=number, completed_epochs=done,
-                   epochs=cfg.epochs, pruner=cfg.pruner, **trial.params)
+                   epochs=cfg.epochs, pruner=cfg.pruner, **trial.params, val_auc=trial.values.get(done),
+                   best_val_auc=_round(trial.best_until(done)), median_completed_val_auc=_round(study.median_at(done)))
     else:
         (model, opt), done = new_model(trial.params, n_inputs, cfg.random_state), 0
         appkit.log("info", f"trial {number} started", trial=number, epochs=cfg.epochs, pruner=cfg.pruner,
@@ -383,12 +385,15 @@ def main() -> int:
     study = journal.study()
     spent, projected = gpu_hours(study, cfg)
     states = [t.state for t in study.trials.values()]
+    best = max(study.completed(), key=lambda t: t.values.get(cfg.epochs, 0.0), default=None)
     appkit.log("info", "sweep worker started", study=cfg.study, worker=index, workers=cfg.workers,
                trials=cfg.trials, epochs=cfg.epochs, pruner=cfg.pruner,
                pruner_startup_trials=cfg.startup_trials if cfg.pruner != "none" else None,
                pruner_warmup_epochs=cfg.warmup_epochs if cfg.pruner != "none" else None,
                trials_complete=states.count(COMPLETE), trials_pruned=states.count(PRUNED),
-               trials_running=states.count(RUNNING), study_gpu_hours=round(spent, 1),
+               trials_running=states.count(RUNNING),
+               best_trial=None if best is None else best.number,
+               best_val_auc=None if best is None else best.values.get(cfg.epochs), study_gpu_hours=round(spent, 1),
                projected_gpu_hours=round(projected, 1), budget_gpu_hours=cfg.budget_gpu_hours or None,
                devices=[g for g in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if g] or ["cpu"])
     if cfg.budget_gpu_hours and projected > cfg.budget_gpu_hours:

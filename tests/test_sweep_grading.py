@@ -113,3 +113,20 @@ def test_the_pruner_without_reading_the_trials_is_a_guess(sc) -> None:
     reference = _grade(sc, sc.reference_solution, fixed=True).score
     guess = _grade(sc, sc.reference_solution[:2] + sc.reference_solution[12:], fixed=True)
     assert guess.outcome == "resolved" and guess.score < reference - 15, (guess.score, reference)
+
+
+@pytest.mark.parametrize("restart", [
+    ["kubectl delete pods -n training -l job-name=fraud-sweep"],
+    ["kubectl get job fraud-sweep -n training -o yaml > /tmp/s.yaml", "kubectl delete job fraud-sweep -n training",
+     "kubectl create -f /tmp/s.yaml"],
+])
+def test_other_ways_an_owner_sets_the_pruner_and_restarts_the_sweep_grade_as_the_reference(sc, restart) -> None:
+    """`kubectl edit` for the ConfigMap, and deleting the workers or re-creating the Job once the pruner is back."""
+    ref = list(sc.reference_solution)
+    patch = next(i for i, line in enumerate(ref) if "patch configmap fraud-sweep" in line)
+    suspend = next(i for i, line in enumerate(ref) if '"suspend":true' in line)
+    lines = ref[:patch] + ["kubectl edit configmap fraud-sweep -n training"] + ref[patch + 1:suspend] + restart + \
+        ref[suspend + 3:]
+    result = _grade(sc, lines, fixed=True)
+    assert result.outcome == "resolved" and result.score >= 90 and not result.deductions, \
+        (result.score, result.deductions)
