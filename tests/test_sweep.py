@@ -49,6 +49,7 @@ def test_every_variant_has_one_promising_trial_and_five_clearly_losing(warmup: i
     for rec in records:
         study.apply(rec)
     assert [t.state for t in study.trials.values()].count(sweep.PRUNED) >= 3, "the second wave was pruned"
+    assert study.trials[us.DEBUGGED_TRIAL].state == sweep.PRUNED, "the trial the owner switched the pruner off for"
     assert sorted(running) == list(p.today())
     rule = sweep.MedianPruner(p.startup_trials, warmup)
     for epochs in (8, 10, 12):

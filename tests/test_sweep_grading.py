@@ -103,7 +103,8 @@ def test_looks_healthy_ranks_lowest(sc) -> None:
     healthy = _grade(sc, [
         "kubectl get pods -n training",
         "kubectl get pods -n gpu-operator",
-        "mlops-drill diagnose \"the GPUs are all busy doing real work and the device plugin is healthy, nothing is wrong; fraud-train will start when the sweep ends\"",
+        "mlops-drill diagnose \"the GPUs are all busy doing real work and the device plugin is healthy, nothing is "
+        "wrong; fraud-train will start when the sweep ends\"",
     ], fixed=False)
     assert healthy.outcome == "claimed-healthy" and healthy.score < 10, healthy.score
 

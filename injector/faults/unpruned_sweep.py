@@ -73,7 +73,7 @@ class Params(BaseModel):
     workers: int = Field(6, ge=2, le=6, description="workers (GPUs) of the sweep, one trial each at a time")
     epochs: int = Field(40, ge=20, le=80)
     running_epochs: int = Field(8, ge=2, description="epochs today's trials have run (past the warm-up)")
-    epoch_seconds: float = Field(60.0, gt=0, description="wall seconds of one epoch (the unfixed sweep outlasts a drill)")
+    epoch_seconds: float = Field(60.0, gt=0, description="wall seconds of an epoch (unfixed: longer than a drill)")
     warmup: int = Field(3, ge=1, le=6, description="the pruner's warm-up epochs")
     startup_trials: int = Field(5, ge=1, le=6)
     winner: int = Field(14, description="the trial number of today's promising trial")
