@@ -5,7 +5,7 @@ Prints per scenario how many distinct variants the seeds drew (of how many it ha
 distinct incidents the whole catalogue yields. Exits 1 when any seed fails.
 
     python bench/variant_sweep.py [--seeds 50] [--first-seed 0] [--scenarios ID ...]
-                                  [--record FILE.jsonl] [--report-only]
+                                  [--record FILE.jsonl] [--report-only [--any-commit]]
 
 Default scenarios: every one that declares parameters. Issue 19's done-when asks for 50 seeds; each seed
 is a full drill (start, reference solution, finish, reset), 10-30 s on 2 cores, so the full sweep takes
@@ -36,8 +36,9 @@ def _commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def _read_record(path: Path, commit: str) -> list[dict]:
-    """The earlier runs of this commit; a malformed line is named and skipped, never dropped from the file."""
+def _read_record(path: Path, commit: str | None) -> list[dict]:
+    """The earlier runs of ``commit`` (None: of any commit); a malformed line is named and skipped, never
+    dropped from the file."""
     if not path.exists():
         return []
     runs = []
@@ -49,7 +50,7 @@ def _read_record(path: Path, commit: str) -> list[dict]:
         except json.JSONDecodeError as exc:
             print(f"{path}:{number}: not a JSON line ({exc.msg}); skipped", file=sys.stderr)
             continue
-        if run.get("commit") == commit:
+        if commit is None or run.get("commit") == commit:
             runs.append(run)
     return runs
 
@@ -76,7 +77,7 @@ def _summary(ids: list[str], runs: list[dict], catalogue: dict) -> int:
 
     print()
     print(f"{'scenario':<30} {'runs':>5} {'drawn':>9} {'symptom s (med/max)':>20} {'reset s (med/max)':>18} "
-          f"{'min grade':>9} {'failed':>6}")
+          f"{'min grade':>9} {'failed':>6}  commit")
     failed = 0
     for sid in ids:
         mine = [r for r in runs if r["scenario"] == sid]
@@ -87,7 +88,8 @@ def _summary(ids: list[str], runs: list[dict], catalogue: dict) -> int:
         grades = [r["grade"] for r in done]
         print(f"{sid:<30} {len(mine):>5} {f'{len(drawn)}/{variant_count(catalogue[sid])}':>9} "
               f"{medmax([r['symptom_s'] for r in done]):>20} {medmax([r['reset_s'] for r in done]):>18} "
-              f"{min(grades) if grades else float('nan'):9.1f} {bad:>6}")
+              f"{min(grades) if grades else float('nan'):9.1f} {bad:>6}  "
+              f"{','.join(sorted({r.get('commit', '?') for r in mine})) or '-'}")
     total = sum(variant_count(sc) for sc in catalogue.values())
     print(f"\ncatalogue: {len(catalogue)} scenarios, {sum(1 for s in catalogue.values() if s.parameters)} "
           f"parameterised, {total} distinct incidents")
@@ -124,6 +126,8 @@ def main() -> int:
     parser.add_argument("--record", type=Path, default=None,
                         help="JSON-lines file: append each run, skip the runs it holds for this commit")
     parser.add_argument("--report-only", action="store_true", help="print the tables from --record and stop")
+    parser.add_argument("--any-commit", action="store_true",
+                        help="with --report-only: count the record's runs of every commit (the table names them)")
     args = parser.parse_args()
 
     from mlops_drill.scenarios.loader import load_catalogue
@@ -138,10 +142,13 @@ def main() -> int:
         return 2
     ids = args.scenarios or sorted(sid for sid, sc in catalogue.items() if sc.parameters)
     commit = _commit()
-    earlier = _read_record(args.record, commit) if args.record else []
+    if args.any_commit and not args.report_only:
+        print("--any-commit only reports: runs go on for the commit checked out", file=sys.stderr)
+        return 2
+    earlier = _read_record(args.record, None if args.any_commit else commit) if args.record else []
     wanted = {sid: list(range(args.first_seed, args.first_seed + args.seeds)) if catalogue[sid].parameters
               else [None] for sid in ids}
-    done = {(r["scenario"], r["seed"]) for r in earlier}
+    done = {(r["scenario"], r["seed"]) for r in earlier}  # with --any-commit a pair may repeat: the table counts each
     runs = [r for r in earlier if r["scenario"] in wanted and r["seed"] in wanted[r["scenario"]]]
     print(f"commit {commit}; {len(runs)} run(s) already recorded")
     header = f"{'scenario':<30} {'seed':>6} {'symptom s':>10} {'reset s':>8} {'grade':>6}  variant"
