@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,12 +53,22 @@ def test_existing_backend_drives_a_real_cluster(cluster, tmp_path, monkeypatch):
     assert cluster.backend.status().healthy, "forgetting an existing cluster must not stop it"
 
 
-def test_kind_backend_without_docker_says_so(monkeypatch):
-    """Where no Docker engine can be had, the refusal is one clear line (kind on Docker: tests/test_kind_backend.py)."""
-    from mlops_drill.cluster.backends.kind import KindBackend, docker_available
+def test_kind_backend_without_docker_says_so(monkeypatch, tmp_path):
+    """Where no Docker engine answers and none can be started, the refusal is one clear line (kind on Docker:
+    tests/test_kind_backend.py).
 
-    if docker_available()[0]:
-        pytest.skip("a Docker engine answers here")
+    The engine is made unreachable for real, whatever this machine runs: a `docker` that cannot connect and a
+    PATH without `dockerd`. Asking `KindBackend.up` itself would start the Debian engine where it is installed
+    but stopped, and then create a kind cluster (it did, once, in this test).
+    """
+    from mlops_drill.cluster.kindbuild import engine, gobuild
+
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///nonexistent.sock' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("MLOPS_DRILL_DOCKER", str(docker))
+    monkeypatch.setenv("PATH", os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                                               if d and not (Path(d) / "dockerd").exists()))
     with pytest.raises(DrillError) as err:
-        KindBackend(name="x").up(progress=False)
+        engine.ensure_engine(gobuild.bin_dir() / "runcwrap")  # the path the kind build registers, nothing new
     assert "Docker" in str(err.value) and "\n" not in str(err.value)
