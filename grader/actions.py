@@ -80,7 +80,7 @@ def extract_actions(events: Iterable[Event], cache: _ParseCache | None = None) -
     cache = cache or _ParseCache()
     events = list(events)
     covered = _covered_shell_lines(events)
-    typed = _typed_line_of(events)
+    typed = _typed_line_of(events, cache)
     out: list[Action] = []
     for ev in events:
         synthetic = bool(ev.data.get("synthetic_ts"))
@@ -136,18 +136,20 @@ def _with_printed_targets(cmd: ParsedCommand, stdout: str) -> ParsedCommand:
                                namespace=namespace)
 
 
-def _with_piped_origin(cmd: ParsedCommand, typed: str | None, cache: _ParseCache) -> ParsedCommand:
+def _with_piped_origin(cmd: ParsedCommand, typed: tuple[str, int] | None, cache: _ParseCache) -> ParsedCommand:
     """What the typed pipeline says a stdin-fed change acts on, where kubectl's output did not say it all.
 
     ``kubectl apply -f -`` prints ``secret/x created`` without a namespace; the line the candidate typed
-    (``kubectl create secret ... -n serving --dry-run=client -o yaml | kubectl apply -f -``) has it.
+    (``kubectl create secret ... -n serving --dry-run=client -o yaml | kubectl apply -f -``) has it. The
+    k-th such change recorded under a line is the k-th one typed on it.
     """
-    if typed is None or cmd.tool != "kubectl" or not cmd.is_mutation or cmd.flags.get("filename") != "-" \
-            or (cmd.resource is not None and cmd.namespace is not None):
+    if typed is None or not _reads_stdin(cmd) or (cmd.resource is not None and cmd.namespace is not None):
         return cmd
-    whole = next((c for c in cache.commands(typed) if c.tool == "kubectl" and c.is_mutation
-                  and c.verb == cmd.verb and c.flags.get("filename") == "-"), None)
-    if whole is None or (cmd.resource is not None and whole.name not in (cmd.names or (cmd.name,))):
+    line, k = typed
+    changes = [c for c in cache.commands(line) if _reads_stdin(c)]
+    whole = changes[k] if k < len(changes) else None
+    if whole is None or whole.verb != cmd.verb or \
+            (cmd.resource is not None and whole.name is not None and whole.name not in (cmd.names or (cmd.name,))):
         return cmd
     if cmd.resource is not None:
         return dataclasses.replace(cmd, namespace=whole.namespace)
@@ -155,15 +157,20 @@ def _with_piped_origin(cmd: ParsedCommand, typed: str | None, cache: _ParseCache
                                names=whole.names, namespace=whole.namespace)
 
 
-def _typed_line_of(events: list[Event]) -> dict[int, str]:
-    """For each recorded command, the shell line it ran under (the next ``shell`` event, written after it)."""
-    found: dict[int, str] = {}
+def _reads_stdin(cmd: ParsedCommand) -> bool:
+    return cmd.tool == "kubectl" and cmd.is_mutation and cmd.flags.get("filename") == "-"
+
+
+def _typed_line_of(events: list[Event], cache: _ParseCache) -> dict[int, tuple[str, int]]:
+    """For each recorded change fed from stdin: the shell line it ran under (the next ``shell`` event, written
+    after it) and how many such changes that line ran before it."""
+    found: dict[int, tuple[str, int]] = {}
     pending: list[int] = []
     for ev in events:
-        if ev.kind == "command":
+        if ev.kind == "command" and _reads_stdin(cache.command(ev.line or shlex.join(ev.argv), ev.argv)):
             pending.append(ev.seq)
         elif ev.kind == "shell":
-            found.update((seq, ev.line) for seq in pending)
+            found.update((seq, (ev.line, k)) for k, seq in enumerate(pending))
             pending = []
     return found
 

@@ -19,7 +19,7 @@ import shlex
 import sys
 from enum import StrEnum
 from functools import cached_property
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr,
@@ -562,27 +562,49 @@ def keyword_set_matches(keywords: list[str], diagnosis: str) -> bool:
     return all(any(_normalise(alt) in said for alt in kw.split("|") if alt.strip()) for kw in keywords)
 
 
-# Words that rule a cause out in the clause that names it: "MODEL_URL and QUEUE_NAME are unchanged".
-_RULED_OUT = re.compile(r"(?<![a-z])(?:not|no|never|none|neither|nor|fine|ok|okay|unchanged|correct|healthy|"
-                        r"ruled out|rule out|excluded|innocent|irrelevant|unrelated|untouched|intact|as expected)"
-                        r"(?![a-z])|n't(?![a-z])")
-_CLAUSE_BREAK = re.compile(r"[.;:!?](?=\s|$)|\b(?:but|whereas|while|although|though)\b")
+# Causes offered as alternatives: only separators between them ("BATCH_SIZE, MODEL_URL or QUEUE_NAME",
+# "v1/v2"), and at least one "or" or "/" among them, or a list opened by "either" / "one of".
+_LIST_GAP = re.compile(r"(?:\s|,|/|\||\band/or\b|\bor\b)*")
+_DISJUNCTIVE = re.compile(r"/|\||\bor\b")
+_LIST_OPENER = re.compile(r"(?:\beither|\bone of|\bany of|\bwhether|\bmaybe|\bpossibly|\bcould be)\s*$")
 
 
-def named_as_a_cause(alternative: str, diagnosis: str) -> bool:
-    """``alternative`` appears in ``diagnosis`` in a clause that does not rule it out.
+def _mentions(alternatives: Sequence[str], text: str, which: str) -> list[tuple[int, int, str, str]]:
+    found = []
+    for alt in alternatives:
+        wanted = _normalise(alt)
+        if wanted:
+            found += [(m.start(), m.end(), which, alt)
+                      for m in re.finditer(rf"(?<![a-z0-9]){re.escape(wanted)}(?![a-z0-9])", text)]
+    return found
 
-    Why clauses: a senior engineer often names what they excluded ("BATCH_SIZE is too large; MODEL_URL is
-    fine"), and that is not hedging. A plain list of every possibility is.
+
+def listed_as_alternatives(own: Sequence[str], rivals: Sequence[str], diagnosis: str) -> list[str]:
+    """The ``rivals`` that ``diagnosis`` offers side by side with one of ``own`` as possible causes.
+
+    Why a list and not any mention: an engineer names what they ruled out ("MODEL_URL and QUEUE_NAME are
+    unchanged") or what is simply there ("the registry archived v1 and v2"), and that is not hedging;
+    "BATCH_SIZE, MODEL_URL or QUEUE_NAME" holds the right answer whichever it is, and is.
     """
-    wanted = _normalise(alternative)
-    if not wanted:
-        return False
-    for clause in _CLAUSE_BREAK.split(diagnosis.lower()):
-        clause = _normalise(clause)
-        if wanted in clause and not _RULED_OUT.search(clause):
-            return True
-    return False
+    text = " ".join(diagnosis.lower().replace("-", " ").replace("_", " ").split())
+    kept: list[tuple[int, int, str, str]] = []
+    for mention in sorted(_mentions(own, text, "own") + _mentions(rivals, text, "rival"),
+                          key=lambda m: (m[0], -m[1])):
+        if not kept or mention[0] >= kept[-1][1]:  # the longer of two overlapping mentions
+            kept.append(mention)
+    named: list[str] = []
+    group: list[tuple[int, int, str, str]] = []
+    disjunctive = False
+    for mention in kept + [None]:  # type: ignore[list-item]
+        gap = text[group[-1][1]:mention[0]] if group and mention is not None else None
+        if gap is not None and _LIST_GAP.fullmatch(gap):
+            group.append(mention)
+            disjunctive |= bool(_DISJUNCTIVE.search(gap))
+            continue
+        if {m[2] for m in group} == {"own", "rival"} and (disjunctive or _LIST_OPENER.search(text[:group[0][0]])):
+            named += [m[3] for m in group if m[2] == "rival" and m[3] not in named]
+        group, disjunctive = ([mention] if mention is not None else []), False
+    return named
 
 
 class Scenario(_Strict):
@@ -619,9 +641,11 @@ class Scenario(_Strict):
 
     #: What was drawn, on a rendered variant (None on the template and on scenarios without parameters).
     _variant: Any = PrivateAttr(default=None)
-    #: On a rendered variant: the causes of its sibling variants, each as the keyword set that would accept
-    #: it and, per keyword that differs from this variant's, the alternatives only the sibling has.
-    _rival_diagnoses: list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = PrivateAttr(default_factory=list)
+    #: On a rendered variant, per accepted keyword that the draw fills in: the alternatives only this variant
+    #: has, and those only its siblings have (the other values of the parameters in it).
+    _rival_diagnoses: list[tuple[tuple[str, ...], tuple[str, ...]]] = PrivateAttr(default_factory=list)
+    #: On a rendered variant: the accepted keyword sets no draw fills in (the same in every sibling).
+    _undrawn_sets: tuple[int, ...] = PrivateAttr(default=())
 
     @property
     def variant(self) -> Any:
@@ -687,19 +711,17 @@ class Scenario(_Strict):
         return any(keyword_set_matches(kws, text) for kws in self.accepted_diagnoses)
 
     def rival_causes_named(self, text: str) -> list[str]:
-        """The causes of sibling variants that ``text`` names without ruling them out.
+        """The causes of sibling variants that ``text`` offers as alternatives beside this variant's own.
 
         Why: a variant draws one cause of several (the worker's BATCH_SIZE, MODEL_URL or QUEUE_NAME), and a
         diagnosis that lists them all would contain the right keywords whichever was drawn. Naming every
         possibility is not finding the cause.
         """
+        if any(keyword_set_matches(self.accepted_diagnoses[i], text) for i in self._undrawn_sets):
+            return []  # accepted by a set every sibling shares: which value it names does not decide
         named: list[str] = []
-        for rival_set, distinct in self._rival_diagnoses:
-            if not keyword_set_matches(list(rival_set), text):
-                continue
-            hits = [next((a for a in alts if named_as_a_cause(a, text)), None) for alts in distinct]
-            if all(hits):
-                named += [h for h in hits if h not in named]
+        for own, rivals in self._rival_diagnoses:
+            named += [r for r in listed_as_alternatives(own, rivals, text) if r not in named]
         return named
 
 

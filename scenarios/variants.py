@@ -125,34 +125,37 @@ def render(sc: Scenario, values: dict[str, Any], seed: int | None = None) -> Sce
     a one-line DrillError when ``values`` do not name exactly the scenario's parameters."""
     out = Scenario.model_validate(rendered_data(sc, values))
     out._rival_diagnoses = rival_diagnoses(sc, values, out.accepted_diagnoses)
+    out._undrawn_sets = tuple(i for i, kws in enumerate(sc.accepted_diagnoses)
+                              if not any(n in sc.parameters for kw in kws for n in PLACEHOLDER.findall(kw)))
     if seed is not None:
         out._variant = Variant(scenario=sc.id, seed=seed, values=values)
     return out
 
 
 def rival_diagnoses(sc: Scenario, values: dict[str, Any],
-                    own: list[list[str]]) -> list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]]:
-    """What would accept a sibling variant's cause and not this one's: per other value of each parameter the
-    accepted diagnoses name, the keyword set it renders and, per keyword that differs, the alternatives only
-    the sibling has (a shared word such as "shadow" or "copy" is no rival)."""
-    rivals = []
-    for name in sorted(sc.parameters):
-        if not any(name in PLACEHOLDER.findall(keyword) for kws in sc.accepted_diagnoses for keyword in kws):
-            continue
-        for other in sc.parameters[name].values():
-            if type(other) is type(values[name]) and other == values[name]:
+                    own: list[list[str]]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per keyword of the accepted diagnoses that a draw fills in: the alternatives only this variant has, and
+    those only its siblings have (every other value of each parameter in it; a word they share, such as
+    "shadow" or "copy", is neither)."""
+    out = []
+    for i, template in enumerate(sc.accepted_diagnoses):
+        for k, keyword in enumerate(template):
+            names = [n for n in PLACEHOLDER.findall(keyword) if n in sc.parameters]
+            if not names:
                 continue
-            for own_set, template in zip(own, sc.accepted_diagnoses):
-                rival_set = [str(k) for k in render_value(template, {**values, name: other})]
-                distinct = []
-                for own_kw, rival_kw in zip(own_set, rival_set):
-                    if own_kw != rival_kw:
-                        mine = {_normalise(a) for a in own_kw.split("|")}
-                        distinct.append(tuple(a for a in rival_kw.split("|")
-                                              if a.strip() and _normalise(a) not in mine))
-                if distinct and all(distinct):
-                    rivals.append((tuple(rival_set), tuple(distinct)))
-    return rivals
+            mine = own[i][k].split("|")
+            theirs: list[str] = []
+            for name in names:
+                for other in sc.parameters[name].values():
+                    if type(other) is type(values[name]) and other == values[name]:
+                        continue
+                    theirs += str(render_value(keyword, {**values, name: other})).split("|")
+            mine_n, theirs_n = {_normalise(a) for a in mine}, {_normalise(a) for a in theirs}
+            only_mine = tuple(dict.fromkeys(a for a in mine if a.strip() and _normalise(a) not in theirs_n))
+            only_theirs = tuple(dict.fromkeys(a for a in theirs if a.strip() and _normalise(a) not in mine_n))
+            if only_mine and only_theirs:
+                out.append((only_mine, only_theirs))
+    return out
 
 
 def variant(sc: Scenario, seed: int | None) -> Scenario:

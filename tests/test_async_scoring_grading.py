@@ -110,9 +110,17 @@ def test_naming_every_possible_cause_is_not_a_diagnosis(sc) -> None:
         sc, f"the scoring worker release changed {drawn}; the other two settings "
             f"({', '.join(c for c in ('BATCH_SIZE', 'MODEL_URL', 'QUEUE_NAME') if c != drawn)}) are unchanged"),
         fixed=True)
+    hedged = _grade(sc, _with_diagnosis(
+        sc, "the scoring worker release changed one of BATCH_SIZE, MODEL_URL, QUEUE_NAME, not sure which"),
+        fixed=True)
+    others = [c for c in ("BATCH_SIZE", "MODEL_URL", "QUEUE_NAME") if c != drawn]
+    compared = _grade(sc, _with_diagnosis(
+        sc, f"the scoring worker release changed {drawn}; {others[0]} and {others[1]} are the same as in 2.4.0"),
+        fixed=True)
     assert precise.dimension("diagnosis").score == 100
-    assert ruled_out.dimension("diagnosis").score == 100
+    assert ruled_out.dimension("diagnosis").score == 100 and compared.dimension("diagnosis").score == 100
     assert shotgun.dimension("diagnosis").score == 0 and shotgun.score < precise.score
+    assert hedged.dimension("diagnosis").score == 0
     note = next(n for c in shotgun.commands for n in c.notes if n.startswith("not accepted: it also names"))
     assert all(c in note for c in ("BATCH_SIZE", "MODEL_URL", "QUEUE_NAME") if c != drawn)
 

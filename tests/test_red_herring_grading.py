@@ -186,3 +186,35 @@ def test_a_recorded_apply_from_stdin_takes_its_namespace_from_the_typed_pipeline
 
     assert herring(grade(list(events("registry")), SC)).treatment == "touched"
     assert herring(grade(list(events("staging")), SC)).treatment == "ignored"
+
+
+def test_two_changes_from_stdin_on_one_typed_line_each_take_their_own_namespace() -> None:
+    """The second recorded `kubectl apply -f -` of a line is the second one typed on it."""
+    from mlops_drill.grader.synthetic import DEFAULT_START
+    from mlops_drill.grader.transcript import chain
+
+    typed = ("kubectl get deploy fraud-model -n serving -o yaml | kubectl apply -f - ; "
+             "kubectl get deploy model-registry -n registry -o yaml | kubectl apply -f -")
+    evs = [{"ts": DEFAULT_START, "kind": "session",
+            "data": {"action": "shell-start", "scenario": "synthetic", "started_at": DEFAULT_START}}]
+    for i, (name, ns) in enumerate((("fraud-model", "serving"), ("model-registry", "registry"))):
+        evs += [{"ts": DEFAULT_START + 1 + 2 * i, "kind": "command", "line": f"kubectl get deploy {name} -n {ns} -o yaml",
+                 "argv": ["kubectl", "get", "deploy", name, "-n", ns, "-o", "yaml"], "exit_code": 0,
+                 "duration_s": 0.2, "stdout": "kind: Deployment\n"},
+                {"ts": DEFAULT_START + 2 + 2 * i, "kind": "command", "line": "kubectl apply -f -",
+                 "argv": ["kubectl", "apply", "-f", "-"], "exit_code": 0, "duration_s": 0.3,
+                 "stdout": f"deployment.apps/{name} configured\n"}]
+    evs.append({"ts": DEFAULT_START + 6, "kind": "shell", "line": typed, "exit_code": 0, "duration_s": 1.0})
+    evs += [{"ts": DEFAULT_START + 20 * (i + 1), "kind": "shell", "line": line, "exit_code": 0, "duration_s": 1.0}
+            for i, line in enumerate(SOLVE, 1)]
+    evs.append({"ts": DEFAULT_START + 20 * (len(SOLVE) + 2), "kind": "verification",
+                "data": {"results": passing_checks(len(SC.fix.checks))}})
+    live = grade(list(chain(evs)), SC)
+    typed_only = graded(typed, *SOLVE)
+    assert herring(live).treatment == herring(typed_only).treatment == "touched"
+
+
+def test_a_herring_deleted_through_xargs_is_a_touch_typed_as_live() -> None:
+    g = graded(SOLVE[0], "kubectl get pods -n registry -l app=model-registry -o name | xargs kubectl delete -n registry",
+               *SOLVE[1:])
+    assert herring(g).treatment == "touched"

@@ -352,3 +352,23 @@ def test_values_that_do_not_match_the_parameters_are_a_one_line_error(tmp_path: 
         session_scenario(session)
     message = str(info.value)
     assert "\n" not in message and "no value for parameter 'build_suffix'" in message
+
+
+@pytest.mark.parametrize("scenario_id, values, diagnosis, rivals", [
+    ("wrong-model-version", {"archived_version": "2"},
+     "serving is pinned to v2 while Production is v3 (the registry archived v1 and v2 when v3 went live): "
+     "a version mismatch", []),
+    ("wrong-model-version", {"archived_version": "2"},
+     "serving is pinned to an archived version, v1 or v2, not the registry's Production", ["v1"]),
+    ("skewed-transform", {"feature": "amount", "scaling": "identity"},
+     "amount skips log1p at serving, unlike distance_km and account_age_days which keep log1p_standardize", []),
+    ("skewed-transform", {"feature": "amount", "scaling": "identity"},
+     "amount or distance_km is served without its log1p", ["distance_km"]),
+    ("skewed-transform", {"feature": "amount", "scaling": "identity"},
+     "serving's transform differs from training's for amount or distance_km", []),  # accepted by a set without the feature
+])
+def test_a_diagnosis_that_offers_sibling_causes_as_alternatives_is_told_apart_from_one_that_mentions_them(
+        scenario_id: str, values: dict, diagnosis: str, rivals: list[str]) -> None:
+    sc = render(CATALOGUE[scenario_id], values)
+    assert sc.accepts_diagnosis(diagnosis)
+    assert sc.rival_causes_named(diagnosis) == rivals

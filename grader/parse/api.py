@@ -74,30 +74,43 @@ def _main_of(commands: Sequence[ParsedCommand]) -> ParsedCommand | None:
     return commands[0] if commands else None
 
 
-def _stdin_change(stages: Sequence[ParsedCommand],
+_XARGS_SLOT = frozenset({"{}", "%", "@"})
+
+
+def _stdin_change(stages: Sequence[ParsedCommand], fed: Sequence[bool],
                   main: ParsedCommand | None) -> tuple[ParsedCommand, ParsedCommand] | None:
     """``kubectl get cm x -o yaml | sed ... | kubectl replace -f -``: the pipeline is the change, on ``x``.
 
-    The first kubectl stage only reads; the change that reads its output from stdin is what the line does
-    to the cluster. It names no object itself, so it acts on the objects the reading stage printed.
+    The first stage only reads (kubectl, or curl fetching a manifest); the kubectl change that takes its
+    input from stdin (``-f -``, or its arguments through ``xargs``) is what the line does to the cluster.
+    It names no object itself, so it acts on the objects the reading stage named.
     """
-    if main is None or main.tool != "kubectl" or main.is_mutation:
+    if main is None or main.tool not in ("kubectl", "curl") or main.is_mutation or main.http_mutation:
         return None
-    later = stages[stages.index(main) + 1:]
-    change = next((c for c in later if c.tool == "kubectl" and c.is_mutation
-                   and c.flags.get("filename") == "-"), None)
-    if change is None:
+    later = range(stages.index(main) + 1, len(stages))
+    at = next((i for i in later if stages[i].tool == "kubectl" and stages[i].is_mutation
+               and (stages[i].flags.get("filename") == "-" or fed[i])), None)
+    if at is None:
         return None
-    if change.resource is not None or main.resource is None:
+    change = stages[at]
+    source = main if main.tool == "kubectl" else None
+    kind = None if change.resource in _XARGS_SLOT else change.resource  # `xargs -I{} kubectl delete {}`
+    if source is None or source.resource is None or (kind is not None and change.name is not None
+                                                      and change.name not in _XARGS_SLOT):
         return change, change
+    same_kind = kind in (None, source.resource)
     return change, dataclasses.replace(
-        change, resource=main.resource, resources=main.resources, name=main.name, names=main.names,
-        namespace=change.namespace or main.namespace, all_namespaces=change.all_namespaces or main.all_namespaces,
-        selector=change.selector or main.selector)
+        change, resource=kind or source.resource,
+        resources=(change.resources if kind else ()) or source.resources,
+        name=source.name if same_kind else None, names=source.names if same_kind else (),
+        namespace=change.namespace or source.namespace,
+        all_namespaces=change.all_namespaces or source.all_namespaces,
+        selector=change.selector or source.selector)
 
 
 def _from_pipeline(p: Pipeline, depth: int) -> ParsedCommand | None:
     stages: list[ParsedCommand] = []
+    fed: list[bool] = []  # run by xargs: its arguments come from stdin too
     error = p.error
     for text in p.stages:
         words, why = split_words(text, p.placeholders)
@@ -105,10 +118,11 @@ def _from_pipeline(p: Pipeline, depth: int) -> ParsedCommand | None:
         cmd = _from_argv(words, p.text, depth)
         if cmd is not None:
             stages.append(cmd)
+            fed.append(bool(words) and words[0].rsplit("/", 1)[-1] == "xargs")
     main = _main_of(stages)
     if main is None:
         return ParsedCommand(raw=p.text, tool="", error=error) if error else None
-    change = _stdin_change(stages, main)
+    change = _stdin_change(stages, fed, main)
     stage = change[0] if change else main
     others = tuple(c.tool for c in stages if c is not stage and c.tool)
     if change is not None:

@@ -38,6 +38,9 @@ _WRAPPERS: dict[str, tuple[frozenset[str], str]] = {
     "env": (frozenset("uCS") | {"unset", "chdir", "split-string"}, "env"),
     "timeout": (frozenset("sk") | {"signal", "kill-after"}, "timeout"),
     "watch": (frozenset("nqs") | {"interval", "equexit", "shotsdir"}, "watch"),
+    # the command's arguments also come from stdin: the pipeline says which objects (api.py)
+    "xargs": (frozenset("nILPdEsa") | {"max-args", "replace", "max-lines", "max-procs", "delimiter", "eof",
+                                         "max-chars", "arg-file"}, "argv"),
 }
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh"})
 # Platform-bundled kubectl: `microk8s kubectl get po`, `minikube kubectl -- get po`.
