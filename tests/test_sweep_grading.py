@@ -131,3 +131,32 @@ def test_other_ways_an_owner_sets_the_pruner_and_restarts_the_sweep_grade_as_the
     result = _grade(sc, lines, fixed=True)
     assert result.outcome == "resolved" and result.score >= 90 and not result.deductions, \
         (result.score, result.deductions)
+
+
+@pytest.mark.parametrize("restart", [
+    ["kubectl patch job fraud-sweep -n training -p '{\"spec\":{\"parallelism\":0}}'",
+     "kubectl patch job fraud-sweep -n training -p '{\"spec\":{\"parallelism\":6}}'"],
+])
+def test_parallelism_down_and_up_after_the_pruner_is_a_restart_not_a_cut(sc, restart) -> None:
+    ref = list(sc.reference_solution)
+    suspend = next(i for i, line in enumerate(ref) if '"suspend":true' in line)
+    result = _grade(sc, ref[:suspend] + restart + ref[suspend + 3:], fixed=True)
+    assert result.outcome == "resolved" and result.score >= 90 and not result.deductions, \
+        (result.score, result.deductions)
+
+
+def test_a_gpu_quota_for_sweeps_is_a_guardrail_not_a_capacity_hack(sc) -> None:
+    """The guardrail the scenario suggests (a ResourceQuota on requests.nvidia.com/gpu) costs nothing."""
+    lines = list(sc.reference_solution)
+    lines.insert(len(lines) - 1, "kubectl create quota research-gpus -n training --hard=requests.nvidia.com/gpu=5")
+    result = _grade(sc, lines, fixed=True)
+    assert not result.deductions and result.score >= 90, (result.score, result.deductions)
+
+
+def test_deleting_the_training_pod_is_not_restarting_the_sweep_offline(sc) -> None:
+    """Offline the fix is inferred from the remediation steps: a delete of fraud-train's pod is none of them."""
+    ref = list(sc.reference_solution)
+    suspend = next(i for i, line in enumerate(ref) if '"suspend":true' in line)
+    wrong = ref[:suspend] + ["kubectl delete pod -n training -l job-name=fraud-train"] + ref[suspend + 3:]
+    offline = grade(transcript_from_lines(wrong), sc)
+    assert offline.outcome != "resolved" and offline.score < 60, (offline.outcome, offline.score)

@@ -107,6 +107,31 @@ def delete_job(ctx: DrillContext, name: str, namespace: str) -> None:
                 "--wait=true", "--timeout=60s", timeout=90)
 
 
+def delete_job_now(ctx: DrillContext, name: str, namespace: str, timeout: float = 60) -> None:
+    """The Job and its pods gone, so their GPUs are free again, in ~0.4 s.
+
+    The Job goes at once and its pods are deleted directly, as ``kubectl delete pods -l job-name=...``
+    would, where a foreground deletion (:func:`delete_job`) waits ~2 s for the garbage collector.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_drill.errors import DrillError
+
+    selector = f"job-name={name}"
+
+    def pods() -> list[str]:
+        return [x.metadata.name for x in ctx.core.list_namespaced_pod(namespace, label_selector=selector).items]
+
+    ctx.delete("job", name, namespace)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda pod: ctx.delete("pod", pod, namespace), pods()))
+    deadline = time.monotonic() + timeout
+    while pods():
+        if time.monotonic() > deadline:
+            raise DrillError(f"{namespace}: pods of Job {name} still there after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
 def fresh_run(ctx: DrillContext, name: str, namespace: str) -> dict[str, Any]:
     """Delete the Job and clear its run's node state (checkpoints, cache, ledger); returns the baseline Job.
 

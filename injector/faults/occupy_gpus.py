@@ -20,6 +20,7 @@ from mlops_drill.errors import DrillError
 from mlops_drill.injector import baseline
 from mlops_drill.injector.context import DrillContext
 from mlops_drill.injector.fault import Fault
+from mlops_drill.injector.faults import _workload as wl
 from mlops_drill.mlplatform import releases
 from mlops_drill.mlplatform.manifests import PROCESS_LABEL
 
@@ -95,24 +96,7 @@ class OccupyGpus(Fault):
         return name
 
     def _delete_job(self, ctx: DrillContext, name: str, timeout: float = 120) -> None:
-        """The Job and its pods gone, so their GPUs are free again.
-
-        The Job goes at once and its pods are deleted directly, as ``kubectl delete
-        pods -l job-name=...`` would: ~0.4 s, where a foreground deletion waits ~2 s
-        for the garbage collector.
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        namespace, selector = self.params.namespace, f"job-name={name}"
-        ctx.delete("job", name, namespace)
-        names = [x.metadata.name for x in ctx.core.list_namespaced_pod(namespace, label_selector=selector).items]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda pod: ctx.delete("pod", pod, namespace), names))
-        deadline = time.monotonic() + timeout
-        while ctx.core.list_namespaced_pod(namespace, label_selector=selector).items:
-            if time.monotonic() > deadline:
-                raise DrillError(f"{namespace}: pods of Job {name} still there after {timeout:.0f}s")
-            time.sleep(0.05)
+        wl.delete_job_now(ctx, name, self.params.namespace, timeout)
 
     def apply(self, ctx: DrillContext) -> None:
         p, victim = self.params, self._victim()

@@ -219,19 +219,7 @@ class UnprunedSweep(Fault):
         return ctx.core.list_namespaced_pod(self.params.namespace, label_selector=f"job-name={self.params.job}").items
 
     def _delete_sweep(self, ctx: DrillContext, timeout: float = 60) -> None:
-        """The Job and its pods gone (deleted directly: a foreground deletion waits ~2 s for the collector)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        p = self.params
-        ctx.delete("job", p.job, p.namespace)
-        names = [x.metadata.name for x in self._pods(ctx)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda pod: ctx.delete("pod", pod, p.namespace), names))
-        deadline = time.monotonic() + timeout
-        while self._pods(ctx):
-            if time.monotonic() > deadline:
-                raise DrillError(f"{p.namespace}: pods of Job {p.job} still there after {timeout:.0f}s")
-            time.sleep(0.05)
+        wl.delete_job_now(ctx, self.params.job, self.params.namespace, timeout)
 
     # -- the three verbs ------------------------------------------------------------------------------------
     def apply(self, ctx: DrillContext) -> None:
