@@ -148,7 +148,8 @@ def main() -> int:
                         help="JSON-lines file: append each run, skip the runs it holds for this commit")
     parser.add_argument("--report-only", action="store_true", help="print the tables from --record and stop")
     parser.add_argument("--any-commit", action="store_true",
-                        help="with --report-only: count the record's runs of every commit (the table names them)")
+                        help="with --report-only: the record's runs of every commit, the last run of each "
+                             "(scenario, seed) counting (a rerun supersedes); the table names the commits")
     args = parser.parse_args()
 
     from mlops_drill.scenarios.loader import load_catalogue
@@ -167,10 +168,11 @@ def main() -> int:
         print("--any-commit only reports: runs go on for the commit checked out", file=sys.stderr)
         return 2
     earlier = _read_record(args.record, None if args.any_commit else commit) if args.record else []
+    if args.any_commit:  # the record is append-only: the last run of a (scenario, seed) is the one that counts
+        earlier = list({(r["scenario"], r["seed"]): r for r in earlier}.values())
     wanted = {sid: list(range(args.first_seed, args.first_seed + args.seeds)) if catalogue[sid].parameters
               else [None] for sid in ids}
-    # A start that failed is tried again on a resume (it may have been the machine, not the variant);
-    # with --any-commit a pair may repeat: the table counts each run.
+    # A start that failed is tried again on a resume (it may have been the machine, not the variant).
     earlier = [r for r in earlier if not r.get("error")] if not args.report_only else earlier
     done = {(r["scenario"], r["seed"]) for r in earlier}
     runs = [r for r in earlier if r["scenario"] in wanted and r["seed"] in wanted[r["scenario"]]]
