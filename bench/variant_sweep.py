@@ -13,6 +13,11 @@ hours. `--record` appends one JSON line per run (with the commit it ran on) and 
 seed) pairs the file already holds for the same commit, so an interrupted sweep goes on where it stopped
 (a start that failed is tried again);
 `--report-only` prints the tables from the record without starting a cluster.
+
+`bench/results/variant-sweep-2026-12-05.jsonl` is the record of issue 19's sweep (12 scenarios x 50
+seeds); `--record` on it with `--report-only --any-commit` prints its table. Two sweeps at once on one
+machine share the loopback ports the reference solutions forward to (18081 in data-drift and
+concept-drift, 8081 in training-data-version-moved): their drills then reach each other's registry.
 """
 from __future__ import annotations
 
