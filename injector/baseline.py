@@ -230,11 +230,15 @@ def unhealthy(ctx: DrillContext) -> list[str]:
             ok = status.get("availableReplicas", 0) >= want and status.get("updatedReplicas", 0) >= want \
                 and status.get("replicas", 0) == want \
                 and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+            counts = (f"{status.get('availableReplicas', 0)}/{want} available, "
+                      f"{status.get('updatedReplicas', 0)} updated, {status.get('replicas', 0)} replicas")
         else:
             want = status.get("desiredNumberScheduled", 0)
             ok = want > 0 and status.get("numberReady", 0) >= want and status.get("updatedNumberScheduled", 0) >= want
-        if not ok:
-            problems.append(f"{kind} {namespace}/{name} not ready")
+            counts = (f"{status.get('numberReady', 0)}/{want} ready, "
+                      f"{status.get('updatedNumberScheduled', 0)} updated")
+        if not ok:  # the counts say which way it is stuck (no pod placed, or placed and not ready)
+            problems.append(f"{kind} {namespace}/{name} not ready ({counts})")
     return problems
 
 
