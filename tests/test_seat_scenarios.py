@@ -107,13 +107,15 @@ def test_gpu_inventory_faults_are_the_ones_a_seat_cannot_run():
 
     Two edit the GPU inventory the shared node agent owns; gpu-allocated-idle's reference solution
     reads each node's dcgm-exporter by node name, which a seat's gateway renames; two compound ones
-    place a warning Event about a node, which a seat (namespaces of its own only) cannot show.
+    place a warning Event about a node, which a seat (namespaces of its own only) cannot show;
+    training-sweep-unpruned writes its study into the node folder of the cluster's own process nodes.
     """
     assert sorted(s for s in CATALOGUE if not _seat_ready(s)) == ["gpu-allocated-idle",
                                                                   "gpu-device-plugin-crash",
                                                                   "gpu-driver-cuda-mismatch",
                                                                   "gpu-toleration-noisy-node",
-                                                                  "training-spot-noisy"]
+                                                                  "training-spot-noisy",
+                                                                  "training-sweep-unpruned"]
 
 
 def test_seat_hostpath_folders_are_per_seat(seats):
