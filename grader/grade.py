@@ -127,8 +127,7 @@ def _times(f: Facts) -> Times:
                           None)
     correct_h = next((h for h in f.hypotheses if h.correct), None)
     first_accepted = next((a for a in actions if a.kind == "diagnosis"
-                           and f.scenario.accepts_diagnosis(a.text)
-                           and not f.scenario.rival_causes_named(a.text)), None)
+                           and f.scenario.accepts_as_diagnosis(a.text)), None)
     root_t = [x for x in (correct_h.t if correct_h else None,
                           f.rel(first_accepted) if first_accepted else None) if x is not None]
     fixed = bool(f.verification) and all(f.verification.values())

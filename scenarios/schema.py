@@ -586,7 +586,7 @@ def listed_as_alternatives(own: Sequence[str], rivals: Sequence[str], diagnosis:
     unchanged") or what is simply there ("the registry archived v1 and v2"), and that is not hedging;
     "BATCH_SIZE, MODEL_URL or QUEUE_NAME" holds the right answer whichever it is, and is.
     """
-    text = " ".join(diagnosis.lower().replace("-", " ").replace("_", " ").split())
+    text = _normalise(diagnosis)  # punctuation stays: the gaps between causes are read
     kept: list[tuple[int, int, str, str]] = []
     for mention in sorted(_mentions(own, text, "own") + _mentions(rivals, text, "rival"),
                           key=lambda m: (m[0], -m[1])):
@@ -709,6 +709,10 @@ class Scenario(_Strict):
 
     def accepts_diagnosis(self, text: str) -> bool:
         return any(keyword_set_matches(kws, text) for kws in self.accepted_diagnoses)
+
+    def accepts_as_diagnosis(self, text: str) -> bool:
+        """Accepted, and not a list of every possible cause (what the grader credits a diagnosis for)."""
+        return self.accepts_diagnosis(text) and not self.rival_causes_named(text)
 
     def rival_causes_named(self, text: str) -> list[str]:
         """The causes of sibling variants that ``text`` offers as alternatives beside this variant's own.
